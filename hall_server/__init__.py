@@ -1,0 +1,1 @@
+"""The hall server: agent API, store, blobs, live bus, rules, discovery, retention."""

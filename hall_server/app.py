@@ -1,0 +1,99 @@
+"""The Flask app factory: ``create_app(test_config=None)``.
+
+Settings come from defaults, then ``INVIGIL_*`` environment, then ``test_config``; nothing is global, so
+tests build a fresh app on a temporary data directory. Called by gunicorn (through ``hall_server.serve``)
+and by tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from hall_server import crypto, db, errors
+from hall_server.api import bp as api_bp
+from hall_server.blobs import BlobStore
+from hall_server.settings import load_settings
+from hall_server.web import HallState, init_app
+from invigil.protocol import ProtocolError
+
+log = logging.getLogger("invigil.server")
+
+
+def load_service_token(settings: dict[str, Any], data_dir: Path) -> str:
+    """The token the proxy and sentinel present; created (0600) on first start when no file is configured."""
+    path = (
+        Path(settings["service_token_file"]) if settings["service_token_file"] else data_dir / "service.token"
+    )
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    settings = load_settings(overrides=test_config)
+    data_dir = Path(settings["data_dir"]).resolve()
+    db.migrate(data_dir)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings["capture_max_bytes"]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings["trust_proxy_headers"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    init_app(
+        app,
+        HallState(
+            settings=settings,
+            data_dir=data_dir,
+            master_key=crypto.load_or_create_master_key(data_dir),
+            blobs=BlobStore(data_dir),
+            service_token=load_service_token(settings, data_dir),
+        ),
+    )
+    app.register_blueprint(api_bp)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(errors.ApiError)
+    def _api_error(exc: errors.ApiError) -> Any:
+        return jsonify(exc.as_json()), exc.status
+
+    @app.errorhandler(ProtocolError)
+    def _protocol_error(exc: ProtocolError) -> Any:
+        return jsonify(errors.Unprocessable(exc.message, exc.code).as_json()), 422
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = "the body is larger than this endpoint accepts"
+            code = "too_large"
+        return jsonify({"error": {"code": code, "message": message}}), exc.code or 500
+
+    @app.errorhandler(crypto.KeyUnavailable)
+    def _key_gone(exc: crypto.KeyUnavailable) -> Any:
+        return jsonify(
+            errors.Conflict(f"{exc}; nothing more can be stored for this exam", "exam_deleted").as_json()
+        ), 409
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return jsonify(
+            {
+                "error": {
+                    "code": "internal_error",
+                    "message": "the hall server failed; the agent keeps the data and retries",
+                }
+            }
+        ), 500

@@ -1,0 +1,253 @@
+"""Storing what agents and the network policy send: captures, unchanged records, device and site events.
+
+Every write is idempotent on the sender's id, and an answer is given only once the data is durable: the
+blob fsynced under its final name, then the row committed. Called by ``hall_server.api``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from hall_server import errors, exams, images, rules
+from hall_server.blobs import BlobStore
+from hall_server.db import write_transaction
+from hall_server.sessions import Session, add_observation
+from invigil.payloads import CaptureMeta, DeviceEvent, SiteEvent, Unchanged
+from invigil.timeutil import to_wire
+
+
+def _check_image(
+    body: bytes, content_type: str, declared: tuple[int, int] | None, max_pixels: int
+) -> tuple[str, int, int]:
+    fmt = images.sniff_format(body)
+    if fmt is None:
+        raise errors.UnsupportedMediaType("the body is not a PNG, JPEG or WebP image", "not_an_image")
+    if content_type and content_type != f"image/{fmt}":
+        raise errors.UnsupportedMediaType(
+            f"Content-Type says {content_type!r} but the body is {fmt}", "content_type_mismatch"
+        )
+    try:
+        width, height = images.header_dimensions(body, max_pixels)
+    except ValueError as exc:
+        raise errors.Unprocessable(str(exc), "bad_image") from None
+    if declared is not None and (width, height) != declared:
+        raise errors.Unprocessable(
+            f"the image is {width}x{height} but the metadata says {declared[0]}x{declared[1]}",
+            "dimension_mismatch",
+        )
+    return fmt, width, height
+
+
+def store_capture(
+    db: sqlite_utils.Database,
+    blobs: BlobStore,
+    master_key: bytes,
+    session: Session,
+    capture_id: str,
+    meta: CaptureMeta,
+    body: bytes,
+    content_type: str,
+    now: datetime,
+    settings: dict[str, Any],
+) -> bool:
+    """Store one changed screen image. Returns True if stored now, False if it was already stored."""
+    existing = db.execute(
+        "SELECT sha256 FROM capture WHERE session_id = ? AND capture_id = ?", [session.id, capture_id]
+    ).fetchone()
+    if existing is not None:
+        if existing[0] != meta.sha256:
+            raise errors.Conflict(f"capture {capture_id} was already stored with other content", "id_reused")
+        return False
+    if hashlib.sha256(body).hexdigest() != meta.sha256:
+        raise errors.Unprocessable(
+            "the body's SHA-256 differs from the metadata: the upload was truncated "
+            "or altered; send it again",
+            "sha256_mismatch",
+        )
+    fmt, width, height = _check_image(
+        body, content_type, (meta.width, meta.height), settings["capture_max_pixels"]
+    )
+    key = exams.exam_key(db, master_key, session.exam_id)
+    blobs.put(session.exam_id, key, body)
+    with write_transaction(db):
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO capture (session_id, capture_id, exam_id, monitor, agent_time, "
+            "received_at, changed, sha256, size, width, height, format, trigger, focused_app, window_title) "
+            "VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?)",
+            [
+                session.id,
+                capture_id,
+                session.exam_id,
+                meta.monitor,
+                to_wire(meta.agent_time),
+                to_wire(now),
+                meta.sha256,
+                len(body),
+                width,
+                height,
+                fmt,
+                meta.trigger,
+                meta.focused_app,
+                meta.window_title,
+            ],
+        )
+        if cursor.rowcount == 0:  # a concurrent resend of the same id won the race
+            row = db.execute(
+                "SELECT sha256 FROM capture WHERE session_id = ? AND capture_id = ?", [session.id, capture_id]
+            ).fetchone()
+            if row[0] != meta.sha256:
+                raise errors.Conflict(
+                    f"capture {capture_id} was already stored with other content", "id_reused"
+                )
+            return False
+    return True
+
+
+def store_thumbnail(
+    db: sqlite_utils.Database,
+    blobs: BlobStore,
+    master_key: bytes,
+    session: Session,
+    capture_id: str,
+    body: bytes,
+    content_type: str,
+    settings: dict[str, Any],
+) -> bool:
+    """Attach the small preview the dashboard shows to a stored capture (idempotent)."""
+    row = db.execute(
+        "SELECT thumb_sha256 FROM capture WHERE session_id = ? AND capture_id = ? AND changed = 1",
+        [session.id, capture_id],
+    ).fetchone()
+    if row is None:
+        raise errors.NotFound(
+            f"capture {capture_id} is not stored yet: upload the capture first", "unknown_capture"
+        )
+    _check_image(body, content_type, None, 4_000_000)
+    sha = hashlib.sha256(body).hexdigest()
+    if row[0] == sha:
+        return False
+    key = exams.exam_key(db, master_key, session.exam_id)
+    blobs.put(session.exam_id, key, body)
+    with write_transaction(db):
+        db.execute(
+            "UPDATE capture SET thumb_sha256 = ? WHERE session_id = ? AND capture_id = ?",
+            [sha, session.id, capture_id],
+        )
+    return True
+
+
+def store_unchanged(
+    db: sqlite_utils.Database, session: Session, record_id: str, record: Unchanged, now: datetime
+) -> bool:
+    """Attest that a screen did not change, without bytes. Returns False for a resend."""
+    with write_transaction(db):
+        existing = db.execute(
+            "SELECT changed, since_capture_id FROM capture WHERE session_id = ? AND capture_id = ?",
+            [session.id, record_id],
+        ).fetchone()
+        if existing is not None:
+            if existing[0] != 0 or existing[1] != record.since_capture_id:
+                raise errors.Conflict(
+                    f"record {record_id} was already stored with other content", "id_reused"
+                )
+            return False
+        db.execute(
+            "INSERT INTO capture (session_id, capture_id, exam_id, monitor, agent_time, received_at, "
+            "changed, since_capture_id) VALUES (?,?,?,?,?,?,0,?)",
+            [
+                session.id,
+                record_id,
+                session.exam_id,
+                record.monitor,
+                to_wire(record.agent_time),
+                to_wire(now),
+                record.since_capture_id,
+            ],
+        )
+    return True
+
+
+def store_device_events(
+    db: sqlite_utils.Database, session: Session, events: list[DeviceEvent], now: datetime
+) -> tuple[int, int]:
+    """Store a batch (all or nothing) and raise the observations its events call for.
+
+    Returns (stored, duplicates)."""
+    stored = 0
+    with write_transaction(db):
+        for event in events:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO device_event (session_id, event_id, exam_id, kind, agent_time, "
+                "received_at, detail) VALUES (?,?,?,?,?,?,?)",
+                [
+                    session.id,
+                    event.id,
+                    session.exam_id,
+                    event.kind,
+                    to_wire(event.agent_time),
+                    to_wire(now),
+                    json.dumps(event.detail),
+                ],
+            )
+            if cursor.rowcount == 0:
+                continue
+            stored += 1
+            for kind, detail in rules.observations_for_device_event(event, session.student_ends_at):
+                add_observation(db, session.exam_id, session.id, kind, event.agent_time, detail)
+            if event.kind == "left":
+                db.execute(
+                    "UPDATE agent_session SET ended_at = ?, state = 'left' WHERE id = ?",
+                    [to_wire(now), session.id],
+                )
+    return stored, len(events) - stored
+
+
+def _session_for_ip(db: sqlite_utils.Database, client_ip: str, at: datetime) -> tuple[int, int] | None:
+    """The live session that last used this address, as (exam_id, session_id)."""
+    row = db.execute(
+        "SELECT s.exam_id, s.id FROM agent_session s WHERE s.client_ip = ? AND s.expires_at >= ? "
+        "AND s.enrolled_at <= ? ORDER BY s.last_seen_at DESC LIMIT 1",
+        [client_ip, to_wire(at), to_wire(at)],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: datetime) -> tuple[int, int]:
+    """Store site events from the proxy or sentinel, attributed to a seat by client IP.
+
+    An event from an address no session uses is kept unattributed (exam_id NULL): the hall still wants to
+    know. Returns (stored, duplicates)."""
+    stored = 0
+    with write_transaction(db):
+        for event in events:
+            owner = _session_for_ip(db, event.client_ip, event.time)
+            exam_id, session_id = owner if owner else (None, None)
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO site_event (source, event_id, exam_id, session_id, time, received_at, "
+                "client_ip, host, url, decision, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    event.source,
+                    event.id,
+                    exam_id,
+                    session_id,
+                    to_wire(event.time),
+                    to_wire(now),
+                    event.client_ip,
+                    event.host,
+                    event.url,
+                    event.decision,
+                    event.reason,
+                ],
+            )
+            if cursor.rowcount == 0:
+                continue
+            stored += 1
+            if exam_id is not None:
+                for kind, detail in rules.observations_for_site_event(event):
+                    add_observation(db, exam_id, session_id, kind, event.time, detail)
+    return stored, len(events) - stored

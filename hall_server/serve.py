@@ -1,0 +1,75 @@
+"""Running the app under gunicorn (``invigil-server serve``).
+
+The embedded default is one gunicorn process (see docs/architecture.md for the measurement behind it):
+the ``gthread`` worker serves agents from a thread pool, so blob fsyncs of different uploads overlap while
+SQLite serialises the short commits. ``gevent`` is available for many idle keep-alive connections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hall_server import db
+from hall_server.blobs import BlobStore
+
+
+def prepare_data_dir(data_dir: str | Path) -> list[str]:
+    """Migrate and sweep interrupted writes, once, before any worker starts; returns applied migrations."""
+    applied = db.migrate(data_dir)
+    BlobStore(data_dir).sweep_tmp()
+    return applied
+
+
+def gunicorn_options(
+    *,
+    bind: str,
+    workers: int,
+    worker_class: str,
+    threads: int,
+    data_dir: Path,
+    tls_cert: str | None,
+    tls_key: str | None,
+    access_log: bool,
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bind": [bind],
+        "workers": workers,
+        "worker_class": worker_class,
+        "threads": threads,
+        "worker_connections": 4000,  # the default 1000 would cap a hall's agents
+        "keepalive": 75,  # agents upload every few seconds over one kept-alive connection
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "control_socket": str(data_dir / "gunicorn.ctl"),  # per instance, never the shared default
+        "accesslog": "-" if access_log else None,
+        "errorlog": "-",
+        "preload_app": False,
+    }
+    if tls_cert or tls_key:
+        if not (tls_cert and tls_key):
+            raise ValueError("give both --tls-cert and --tls-key")
+        options.update(certfile=tls_cert, keyfile=tls_key)
+    return options
+
+
+def run(options: dict[str, Any], app_config: dict[str, Any]) -> None:
+    """Start gunicorn in this process with ``options``; each worker builds the app from ``app_config``."""
+    if options["worker_class"] == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()
+    from gunicorn.app.base import BaseApplication
+
+    class HallServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from hall_server.app import create_app
+
+            return create_app(app_config)
+
+    HallServer().run()

@@ -1,0 +1,132 @@
+"""Every setting of the hall server, declared once: name, default, help.
+
+This table feeds config loading (defaults, then ``INVIGIL_<NAME>`` environment variables, then the test
+config), ``invigil-server settings`` and docs/settings.md; tests/hall_server/test_settings.py fails when a
+setting is undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def env_var(self) -> str:
+        return f"INVIGIL_{self.name.upper()}"
+
+    def parse(self, text: str) -> Any:
+        """Turn an environment string into the type of the default."""
+        if isinstance(self.default, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{self.env_var} must be true or false, not {text!r}")
+        if isinstance(self.default, int):
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError(f"{self.env_var} must be a whole number, not {text!r}") from None
+        if isinstance(self.default, float):
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError(f"{self.env_var} must be a number, not {text!r}") from None
+        return text
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir",
+        "./invigil-data",
+        "Directory holding the database, the blob store and the hall master key.",
+    ),
+    Setting(
+        "capture_max_bytes",
+        8 * 1024 * 1024,
+        "Largest capture body accepted, in bytes; larger uploads get HTTP 413.",
+    ),
+    Setting("thumbnail_max_bytes", 256 * 1024, "Largest thumbnail body accepted, in bytes."),
+    Setting(
+        "capture_max_pixels",
+        40_000_000,
+        "Largest width x height of one capture; bigger images are refused as possible image bombs.",
+    ),
+    Setting("json_max_bytes", 256 * 1024, "Largest JSON request body accepted, in bytes."),
+    Setting(
+        "clock_skew_max_s",
+        30,
+        "An agent clock further than this from the server's raises a clock_skew observation.",
+    ),
+    Setting(
+        "session_grace_s",
+        3600,
+        "How long after the exam's end (plus the student's extra time) a session token still works, "
+        "so an agent can drain its spool.",
+    ),
+    Setting("enrol_early_s", 1800, "How long before the exam's start students may enrol."),
+    Setting(
+        "sqlite_synchronous",
+        "FULL",
+        "SQLite synchronous mode: FULL (a committed row survives power loss) or NORMAL (survives a "
+        "process crash; the last commits may roll back on power loss). See docs/durability.md.",
+    ),
+    Setting(
+        "service_token_file",
+        "",
+        "File holding the token the proxy and sentinel present to the site-event endpoint; empty means "
+        "<data_dir>/service.token, created on first start. Loopback clients need no token.",
+    ),
+    Setting(
+        "health_busy_inflight",
+        200,
+        "Requests in flight at which the server reports health 0 (agents back off fully).",
+    ),
+    Setting(
+        "trust_proxy_headers",
+        False,
+        "Take the client address from X-Forwarded-For (only behind a reverse proxy you run).",
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Defaults, then ``INVIGIL_*`` variables, then ``overrides`` (the test config or CLI flags).
+
+    Called by ``hall_server.app.create_app`` and the CLI. Unknown override keys raise ``KeyError`` so a typo
+    in a test config never silently falls back to a default.
+    """
+    environ = os.environ if environ is None else environ
+    values = {setting.name: setting.default for setting in SETTINGS}
+    for setting in SETTINGS:
+        if setting.env_var in environ:
+            values[setting.name] = setting.parse(environ[setting.env_var])
+    for key, value in (overrides or {}).items():
+        if key not in SETTINGS_BY_NAME:
+            raise KeyError(f"unknown setting {key!r}; known: {', '.join(sorted(SETTINGS_BY_NAME))}")
+        values[key] = value
+    if str(values["sqlite_synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
+        raise ValueError("sqlite_synchronous must be FULL, NORMAL or EXTRA")
+    return values
+
+
+def settings_markdown() -> str:
+    """The settings table for docs/settings.md (``invigil-server settings --markdown``)."""
+    lines = ["| setting | environment variable | default | meaning |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        default = setting.default if setting.default != "" else "(empty)"
+        lines.append(f"| `{setting.name}` | `{setting.env_var}` | `{default}` | {setting.help} |")
+    return "\n".join(lines) + "\n"

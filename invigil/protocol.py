@@ -1,0 +1,88 @@
+"""Protocol version, endpoints, header names and vocabularies of the agent API.
+
+Both sides import this module: the agent to build requests, the hall server to check them. A change to a
+payload shape that an old agent cannot follow bumps ``PROTOCOL_VERSION``; the server then refuses the old
+agent by name (HTTP 426) instead of misreading it.
+"""
+
+from __future__ import annotations
+
+import re
+
+PROTOCOL_VERSION = 1
+API_PREFIX = "/api/v1"
+
+#: Every agent request carries its protocol version in this header.
+PROTOCOL_HEADER = "X-Invigil-Protocol"
+#: Capture metadata travels as one ASCII-only JSON object in this header; the body is the raw image.
+META_HEADER = "X-Invigil-Meta"
+
+#: mDNS service types: the hall server advertises ``HALL_SERVICE``; agents announce ``AGENT_SERVICE``.
+HALL_SERVICE = "_invigil._tcp.local."
+AGENT_SERVICE = "_invigil-agent._tcp.local."
+
+#: Ids made by the agent (captures, events): URL-safe, no dots or slashes, so never a path.
+ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+ID_RE = re.compile(ID_PATTERN)
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+IMAGE_FORMATS = ("png", "jpeg", "webp")
+IMAGE_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+#: Why a capture was taken.
+CAPTURE_TRIGGERS = ("interval", "focus", "title", "start", "instruction", "monitors")
+
+#: Device events the agent reports. Processes are reported only as categories, never as a list.
+DEVICE_EVENT_KINDS = (
+    "agent_started",  # detail: os, agent_version, display server
+    "agent_stopped",
+    "monitors",  # detail: count, geometry list
+    "network_interface",  # detail: category ("vpn", "tunnel"), names
+    "process_category",  # detail: category, matched names
+    "help_request",
+    "help_cancel",
+    "spool_dropped",  # detail: records dropped, bytes
+    "capture_error",  # detail: reason (e.g. "wayland")
+    "left",  # the student pressed "leave"
+)
+
+PROCESS_CATEGORIES = ("remote_access", "screen_sharing", "virtual_machine", "vpn", "messaging")
+
+#: What the network policy decided for a site event.
+SITE_DECISIONS = ("allowed", "blocked")
+SITE_SOURCES = ("proxy", "sentinel", "dns")
+
+#: Observations the rules raise. They are signals for people, never verdicts.
+OBSERVATION_KINDS = (
+    "blocked_site",
+    "bypass_site",
+    "capture_gap",
+    "second_monitor",
+    "vpn_interface",
+    "remote_tool",
+    "left_early",
+    "clock_skew",
+    "help_request",
+)
+
+#: Instructions a heartbeat answer may carry to the agent.
+INSTRUCTION_KINDS = ("capture_now", "end_exam")
+
+#: Health 10 is an idle server; 0 asks every agent to hold off as long as it can.
+HEALTH_MAX = 10
+
+# Bounds shared by both sides.
+MAX_MONITORS = 16
+MAX_TITLE_CHARS = 512
+MAX_APP_CHARS = 128
+MAX_EVENTS_PER_BATCH = 200
+MAX_DETAIL_BYTES = 4096
+
+
+class ProtocolError(ValueError):
+    """A payload does not follow this contract; ``code`` is a stable machine-readable name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

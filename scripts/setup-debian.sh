@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests and the demo need, when they are missing. Idempotent.
+set -euo pipefail
+
+# command-to-check  debian-package
+needs=(
+  "Xvfb xvfb"
+  "xdpyinfo x11-utils"
+  "xsetroot x11-xserver-utils"
+  "fc-list fontconfig"
+)
+missing=()
+for pair in "${needs[@]}"; do
+  set -- $pair
+  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+done
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=("fonts-dejavu-core")
+python3 -c 'import tkinter' >/dev/null 2>&1 || true  # Tk is optional: the agent falls back to a terminal line
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Missing Debian packages: ${missing[*]}" >&2
+  echo "Install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "Installing Debian packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
