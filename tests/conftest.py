@@ -116,7 +116,7 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
-    def start(self, timeout_s: float = 20.0) -> LiveServer:
+    def start(self, timeout_s: float = 20.0, verify: str | bool = True) -> LiveServer:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [
@@ -137,7 +137,7 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"server exited: {self.log_path.read_text()[-2000:]}"
             try:
-                if requests.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/api/v1/health", timeout=1, verify=verify).status_code == 200:
                     return self
             except requests.ConnectionError:
                 time.sleep(0.1)
