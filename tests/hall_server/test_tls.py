@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from agent.transport import HallClient, Unreachable
-from conftest import LiveServer
 from invigil.payloads import Enrolment
 from invigil.timeutil import utc_now
 from provisioning import certs
+
+from conftest import LiveServer
 
 
 @pytest.fixture
