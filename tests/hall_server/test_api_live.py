@@ -7,7 +7,7 @@ from hall_server import crypto, db, exams
 from invigil.payloads import CaptureMeta, DeviceEvent, Enrolment, Heartbeat, Unchanged
 from invigil.timeutil import utc_now
 
-from conftest import png_bytes, sha256
+from support import png_bytes, sha256
 
 
 def test_enrol_upload_and_read_back(exam, live_server):

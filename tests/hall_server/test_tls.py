@@ -9,7 +9,7 @@ from invigil.payloads import Enrolment
 from invigil.timeutil import utc_now
 from provisioning import certs
 
-from conftest import LiveServer
+from support import LiveServer
 
 
 @pytest.fixture

@@ -1,0 +1,182 @@
+"""The capture loop: grab every monitor, decide changed or not, encode, and append records to the spool.
+
+``agent.cli`` builds one :class:`CaptureLoop` on its capture thread with the real grabber
+(:class:`agent.grab.MssGrabber`) and calls :meth:`CaptureLoop.run`, or :meth:`CaptureLoop.tick` on focus
+changes and server instructions. Tests inject a ``grab`` callable that returns synthetic frames.
+
+Spool records written here (the uploader turns each into one request):
+
+- ``image``: body = 4-bit grayscale PNG; meta ``capture_id``, ``capture_meta`` (the exact
+  ``X-Invigil-Meta`` header value), ``media_type``;
+- ``thumbnail``: body = small grayscale JPEG of the same capture; meta ``capture_id``, ``media_type``;
+- ``unchanged``: no body; meta ``record_id`` and ``unchanged`` (the wire object of ``payloads.Unchanged``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+
+from agent.change import DEFAULT_PARAMS, ChangeParams, ChangeResult, compare, thumbnail
+from agent.encode import encode_screen, encode_thumbnail
+from agent.grab import Grab, MonitorFrame
+from agent.spool import Spool
+from invigil import payloads
+from invigil import protocol as p
+from invigil.timeutil import utc_now
+
+#: Triggers that always send an image, whatever the change test says.
+FORCING_TRIGGERS = ("start", "instruction", "monitors")
+#: The server refuses a longer X-Invigil-Meta header (``payloads.parse_capture_meta``).
+MAX_META_HEADER_CHARS = 4096
+
+
+def new_record_id() -> str:
+    """A fresh agent-made id (22 URL-safe characters, matches ``protocol.ID_PATTERN``)."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """Knobs of the capture loop; ``agent.cli`` fills them from its settings table."""
+
+    change: ChangeParams = DEFAULT_PARAMS
+    #: Send a full image at least this often even when nothing changed enough (a clock ticking for an hour
+    #: is still worth one picture every few minutes).
+    max_unchanged_s: float = 300.0
+    thumbnail_width: int = 320
+    send_thumbnails: bool = True
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    """What one tick did for one monitor."""
+
+    monitor: int
+    kind: str  # "image" or "unchanged"
+    record_id: str
+    change: ChangeResult
+    body_bytes: int
+
+
+@dataclass
+class _LastSent:
+    reference: np.ndarray
+    capture_id: str
+    sent_at: datetime
+
+
+class CaptureLoop:
+    """Turns grabs into spool records; keeps per monitor the thumbnail of the last image sent."""
+
+    def __init__(
+        self,
+        grab: Grab,
+        spool: Spool,
+        settings: CaptureSettings | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], str] = new_record_id,
+    ) -> None:
+        self.grab = grab
+        self.spool = spool
+        self.settings = settings or CaptureSettings()
+        self.clock = clock
+        self.new_id = new_id
+        self._last: dict[int, _LastSent] = {}
+        self._geometry: tuple[tuple[int, int, int, int], ...] | None = None
+
+    def tick(
+        self, trigger: str = "interval", focused_app: str | None = None, window_title: str | None = None
+    ) -> list[TickOutcome]:
+        """Grab all monitors once and spool an image or an "unchanged" record for each.
+
+        Called by :meth:`run` every interval, and by ``agent.cli`` on focus/title changes (trigger
+        "focus"/"title") or a server instruction ("instruction"). A change in the monitor layout forces
+        an image of every monitor with trigger "monitors".
+        """
+        if trigger not in p.CAPTURE_TRIGGERS:
+            raise ValueError(f"unknown capture trigger {trigger!r}")
+        frames = list(self.grab())[: p.MAX_MONITORS]
+        geometry = tuple((f.left, f.top, f.width, f.height) for f in frames)
+        if self._geometry is not None and geometry != self._geometry and trigger not in FORCING_TRIGGERS:
+            trigger = "monitors"
+        self._geometry = geometry
+        now = self.clock()
+        return [self._one(frame, trigger, now, focused_app, window_title) for frame in frames]
+
+    def _one(
+        self,
+        frame: MonitorFrame,
+        trigger: str,
+        now: datetime,
+        focused_app: str | None,
+        window_title: str | None,
+    ) -> TickOutcome:
+        thumb = thumbnail(frame.rgb, self.settings.change.scale)
+        last = self._last.get(frame.index)
+        change = compare(last.reference if last else None, thumb, self.settings.change)
+        stale = last is not None and (now - last.sent_at).total_seconds() >= self.settings.max_unchanged_s
+        if last is not None and not change.changed and not stale and trigger not in FORCING_TRIGGERS:
+            record_id = self.new_id()
+            unchanged = payloads.Unchanged(frame.index, now, last.capture_id)
+            self.spool.append({"kind": "unchanged", "record_id": record_id, "unchanged": unchanged.as_wire()})
+            return TickOutcome(frame.index, "unchanged", record_id, change, 0)
+        capture_id = self.new_id()
+        image = encode_screen(frame.rgb)
+        meta = payloads.CaptureMeta(
+            monitor=frame.index,
+            agent_time=now,
+            sha256=image.sha256,
+            width=image.width,
+            height=image.height,
+            trigger=trigger,
+            focused_app=focused_app[: p.MAX_APP_CHARS] if focused_app else None,
+            window_title=window_title[: p.MAX_TITLE_CHARS] if window_title else None,
+        )
+        while len(meta.as_header()) > MAX_META_HEADER_CHARS and meta.window_title:
+            # ensure_ascii spells an emoji as 12 characters: 512 of them would not fit the header.
+            meta = replace(meta, window_title=meta.window_title[: len(meta.window_title) // 2])
+        self.spool.append(
+            {
+                "kind": "image",
+                "capture_id": capture_id,
+                "capture_meta": meta.as_header(),
+                "media_type": image.media_type,
+            },
+            image.data,
+        )
+        if self.settings.send_thumbnails:
+            thumb_image = encode_thumbnail(frame.rgb, self.settings.thumbnail_width)
+            self.spool.append(
+                {"kind": "thumbnail", "capture_id": capture_id, "media_type": thumb_image.media_type},
+                thumb_image.data,
+            )
+        self._last[frame.index] = _LastSent(thumb, capture_id, now)
+        return TickOutcome(frame.index, "image", capture_id, change, len(image.data))
+
+    def run(
+        self,
+        stop: threading.Event,
+        interval_s: float | Callable[[], float],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Tick until ``stop`` is set: "start" first, then "interval" every ``interval_s`` seconds.
+
+        ``interval_s`` may be a callable so the heartbeat can change it. Errors go to ``on_error`` (which
+        ``agent.cli`` turns into a ``capture_error`` device event) or, without one, end the loop.
+        """
+        trigger = "start"
+        while not stop.is_set():
+            try:
+                self.tick(trigger)
+                trigger = "interval"
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+            stop.wait(interval_s() if callable(interval_s) else interval_s)

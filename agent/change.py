@@ -1,0 +1,119 @@
+"""Decide whether a screen changed enough to send a new image, on a small grayscale thumbnail (pure).
+
+The capture loop (``agent.capture``) keeps, per monitor, the thumbnail of the last image it *sent* and calls
+:func:`compare` against each new grab. Comparing with the last sent image rather than the previous grab
+matters: slow typing accumulates until it crosses the threshold, while a blinking cursor or a ticking clock
+stays confined to its few tiles however long it runs, so it never does.
+
+A thumbnail is the block mean of luma over ``scale`` x ``scale`` screen pixels. A thumbnail pixel "differs"
+when its gray value moved by more than ``pixel_threshold``; a tile (``tile`` x ``tile`` thumbnail pixels)
+changed when at least ``tile_min_pixels`` of its pixels differ. The screen changed when enough thumbnail
+pixels differ in total, or when changes are scattered over enough tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.encode import luma
+
+
+@dataclass(frozen=True)
+class ChangeParams:
+    """Thresholds of the change test; the defaults are for 1/8 thumbnails of 1080p-class screens."""
+
+    #: Thumbnail pixel = mean of scale x scale screen pixels.
+    scale: int = 8
+    #: A thumbnail pixel differs when its gray value moved by more than this (0..255).
+    pixel_threshold: int = 10
+    #: Tile side in thumbnail pixels (8 at scale 8 is 64 x 64 screen pixels).
+    tile: int = 8
+    #: A tile changed when at least this many of its thumbnail pixels differ.
+    tile_min_pixels: int = 2
+    #: The screen changed when at least this many thumbnail pixels differ (64 is about 4096 screen
+    #: pixels of changed area: one changed line of text; a cursor touches <= 8, a clock about 30) ...
+    min_changed_pixels: int = 64
+    #: ... or when at least this many tiles changed (a few words edited across a page).
+    min_changed_tiles: int = 6
+
+
+DEFAULT_PARAMS = ChangeParams()
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """The verdict of :func:`compare`, with the changed tiles for sending only those later."""
+
+    changed: bool
+    changed_pixels: int
+    #: (row, column) of each changed tile, row-major.
+    changed_tiles: tuple[tuple[int, int], ...]
+    #: Tile side in screen pixels.
+    tile_px: int
+    reason: str = ""
+
+    def tile_boxes(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """Screen rectangles (left, top, width, height) of the changed tiles, clipped to the screen."""
+        boxes = []
+        for row, col in self.changed_tiles:
+            left, top = col * self.tile_px, row * self.tile_px
+            if left < width and top < height:
+                boxes.append((left, top, min(self.tile_px, width - left), min(self.tile_px, height - top)))
+        return boxes
+
+
+def thumbnail(image: np.ndarray, scale: int = DEFAULT_PARAMS.scale) -> np.ndarray:
+    """RGB (h, w, 3) or gray (h, w) uint8 -> (h // scale, w // scale) uint8 block-mean luma.
+
+    Called by the capture loop once per grab. The last ``h % scale`` rows and ``w % scale`` columns are
+    left out (at most ``scale - 1`` pixels at the right and bottom edge).
+    """
+    if scale < 1:
+        raise ValueError("scale must be at least 1")
+    gray = image if image.ndim == 2 else luma(image)
+    rows, cols = gray.shape[0] // scale, gray.shape[1] // scale
+    if rows == 0 or cols == 0:
+        raise ValueError(f"a {gray.shape[1]}x{gray.shape[0]} image is smaller than one {scale}px block")
+    blocks = gray[: rows * scale, : cols * scale].reshape(rows, scale, cols, scale)
+    # uint32 sums: exact for any scale a screen can have; then round to nearest.
+    sums = blocks.sum(axis=(1, 3), dtype=np.uint32)
+    area = scale * scale
+    return ((sums + area // 2) // area).astype(np.uint8)
+
+
+def _tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
+    rows, cols = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
+    padded = np.zeros((rows * tile, cols * tile), dtype=np.uint16)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    return padded.reshape(rows, tile, cols, tile).sum(axis=(1, 3))
+
+
+def compare(
+    reference: np.ndarray | None, current: np.ndarray, params: ChangeParams = DEFAULT_PARAMS
+) -> ChangeResult:
+    """Compare two thumbnails made by :func:`thumbnail` with the same ``scale``; called by the capture loop.
+
+    No reference (first grab) or a different size (resolution changed) counts as changed, all tiles.
+    """
+    tile_px = params.tile * params.scale
+    if reference is None or reference.shape != current.shape:
+        counts = _tile_counts(np.ones(current.shape, dtype=bool), params.tile)
+        every = tuple((int(r), int(c)) for r, c in zip(*np.nonzero(counts), strict=True))
+        reason = "first grab" if reference is None else "screen size changed"
+        return ChangeResult(True, int(current.size), every, tile_px, reason)
+    diff = np.abs(reference.astype(np.int16) - current.astype(np.int16))
+    mask = diff > params.pixel_threshold
+    changed_pixels = int(np.count_nonzero(mask))
+    if changed_pixels == 0:
+        return ChangeResult(False, 0, (), tile_px)
+    counts = _tile_counts(mask, params.tile)
+    tiles = tuple(
+        (int(r), int(c)) for r, c in zip(*np.nonzero(counts >= params.tile_min_pixels), strict=True)
+    )
+    if changed_pixels >= params.min_changed_pixels:
+        return ChangeResult(True, changed_pixels, tiles, tile_px, f"{changed_pixels} thumbnail pixels differ")
+    if len(tiles) >= params.min_changed_tiles:
+        return ChangeResult(True, changed_pixels, tiles, tile_px, f"{len(tiles)} tiles changed")
+    return ChangeResult(False, changed_pixels, tiles, tile_px)

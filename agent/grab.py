@@ -1,0 +1,132 @@
+"""Grab every monitor with mss, and refuse display servers where a screen grab would show nothing useful.
+
+The capture loop (``agent.capture``) takes any ``Grab`` callable; the real one is :class:`MssGrabber`, and
+tests pass their own that return synthetic frames. ``agent.cli`` calls :func:`check_display_server` at start
+and shows the student the message of :class:`CaptureUnavailable` if it raises.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from invigil import protocol
+
+
+@dataclass(frozen=True, eq=False)
+class MonitorFrame:
+    """One monitor's pixels at one moment. ``index`` is the wire's monitor number (0 = first monitor)."""
+
+    index: int
+    left: int
+    top: int
+    width: int
+    height: int
+    #: (height, width, 3) uint8, RGB order, C-contiguous.
+    rgb: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.rgb.shape != (self.height, self.width, 3) or self.rgb.dtype != np.uint8:
+            raise ValueError(
+                f"monitor {self.index}: pixels {self.rgb.shape} {self.rgb.dtype} do not match "
+                f"{self.width}x{self.height} RGB uint8"
+            )
+
+
+#: What the capture loop calls to get the current pixels of every monitor.
+Grab = Callable[[], Sequence[MonitorFrame]]
+
+
+class CaptureUnavailable(RuntimeError):
+    """The screen cannot be captured here; the message is for the student, ``reason`` for the device event."""
+
+    reason = "unavailable"
+
+
+class WaylandSession(CaptureUnavailable):
+    """A Wayland session: X11 screen grabs see only a black screen or nothing at all."""
+
+    reason = "wayland"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This computer is running a Wayland desktop session, where Invigil cannot see the screen. "
+            'Save your work, log out, and at the login screen choose an "X11" or "Xorg" session '
+            '(often under the gear icon next to the password field, e.g. "Ubuntu on Xorg" or '
+            '"Plasma (X11)"), then start Invigil again. If you cannot find it, ask the invigilator.'
+        )
+
+
+class NoDisplay(CaptureUnavailable):
+    """No graphical session to capture (no DISPLAY on Linux)."""
+
+    reason = "no_display"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Invigil cannot find your desktop session (DISPLAY is not set). Start Invigil from your desktop, "
+            "not from a text console or a remote shell. If that does not help, ask the invigilator."
+        )
+
+
+def check_display_server(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str:
+    """Return the display server to capture ("x11", "windows", "macos") or raise :class:`CaptureUnavailable`.
+
+    Wayland wins over DISPLAY: a Wayland session with XWayland sets both, and mss would then grab only
+    the X11 windows, not the screen the student sees.
+    """
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if platform.startswith("win"):
+        return "windows"
+    if platform == "darwin":
+        return "macos"
+    if environ.get("WAYLAND_DISPLAY") or environ.get("XDG_SESSION_TYPE", "").lower() == "wayland":
+        raise WaylandSession()
+    if not environ.get("DISPLAY"):
+        raise NoDisplay()
+    return "x11"
+
+
+def frame_from_bgra(index: int, monitor: Mapping[str, Any], bgra: np.ndarray) -> MonitorFrame:
+    """Build a frame from an mss-style (h, w, 4) BGRA array; called by :class:`MssGrabber`."""
+    rgb = np.ascontiguousarray(bgra[:, :, 2::-1])
+    return MonitorFrame(index, int(monitor["left"]), int(monitor["top"]), rgb.shape[1], rgb.shape[0], rgb)
+
+
+class MssGrabber:
+    """The real :data:`Grab`: all physical monitors through one mss instance.
+
+    Create, call and close it on the same thread (the capture thread of ``agent.cli``): the X11
+    connection behind mss is not meant to be shared between threads.
+    """
+
+    def __init__(self, display: str | None = None) -> None:
+        import mss  # imported here so that tests and the server never need a display library
+
+        self._mss = mss.MSS(display=display) if display else mss.MSS()
+
+    def monitors(self) -> list[dict[str, Any]]:
+        """Geometry of each physical monitor (mss's entry 0, the union of all, is left out)."""
+        return [dict(m) for m in self._mss.monitors[1 : protocol.MAX_MONITORS + 1]]
+
+    def __call__(self) -> list[MonitorFrame]:
+        frames = []
+        for index, monitor in enumerate(self.monitors()):
+            shot = self._mss.grab(monitor)
+            frames.append(frame_from_bgra(index, monitor, np.asarray(shot)))
+        return frames
+
+    def close(self) -> None:
+        self._mss.close()
+
+    def __enter__(self) -> MssGrabber:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,258 @@
+"""A bounded on-disk spool: every capture and event survives network loss and a restart, and drains in order.
+
+The capture loop (``agent.capture``) calls :meth:`Spool.append`; the uploader calls :meth:`Spool.peek`, sends
+the record and calls :meth:`Spool.ack` once the server confirmed it is durable; ``agent.cli`` calls
+:meth:`Spool.destroy` when the exam ends so nothing is left on the student's laptop.
+
+One file per record, named ``<seq>-<kind>.rec`` with a zero-padded sequence number, written as
+``.tmp`` -> fsync -> rename -> fsync(directory). A file is either complete or a leftover ``.tmp`` that
+opening the spool deletes. ``state.json`` keeps the next sequence number (so numbering continues after
+the spool drained empty) and the drops not yet reported.
+
+When the cap is reached the spool makes room by dropping records of the kinds in ``drop_first`` (in that
+order, oldest first), then the oldest records of any kind; :meth:`Spool.take_dropped` hands the count
+to the caller, which reports it as a ``spool_dropped`` device event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAGIC = b"IVSP\x01"
+_HEADER = struct.Struct(">I")
+_NAME_RE = re.compile(r"^(\d{12})-([a-z_]{1,32})\.rec$")
+_KIND_RE = re.compile(r"^[a-z_]{1,32}$")
+STATE_FILE = "state.json"
+DEFAULT_MAX_BYTES = 500 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SpoolRecord:
+    """One spooled record: small JSON metadata (with a ``kind``) and an optional body."""
+
+    seq: int
+    kind: str
+    meta: dict[str, Any]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """How much the cap threw away since the last report."""
+
+    records: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _Entry:
+    seq: int
+    kind: str
+    size: int
+    path: Path
+
+
+class SpoolClosed(RuntimeError):
+    """The spool was destroyed; nothing more may be written to it."""
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":  # directories cannot be opened for fsync on Windows; rename is durable there
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(directory: Path, name: str, data: bytes) -> Path:
+    final = directory / name
+    tmp = directory / f"{name}.tmp"
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(directory)
+    return final
+
+
+class Spool:
+    """An ordered, capped, crash-safe queue of records in one directory (created if missing)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        drop_first: tuple[str, ...] = ("unchanged", "thumbnail"),
+    ) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.drop_first = drop_first
+        self._lock = threading.Lock()
+        self._closed = False
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._entries: dict[int, _Entry] = {}
+        for path in self.directory.iterdir():
+            match = _NAME_RE.match(path.name)
+            if match:
+                seq = int(match.group(1))
+                self._entries[seq] = _Entry(seq, match.group(2), path.stat().st_size, path)
+            elif path.name.endswith(".tmp"):
+                path.unlink()  # half-written before a crash: never renamed, so never acknowledged to anyone
+        state = self._read_state()
+        self._dropped = DropReport(int(state.get("dropped_records", 0)), int(state.get("dropped_bytes", 0)))
+        self._next_seq = max([int(state.get("next_seq", 1)), *(seq + 1 for seq in self._entries)])
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads((self.directory / STATE_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _write_state(self) -> None:
+        state = {
+            "next_seq": self._next_seq,
+            "dropped_records": self._dropped.records,
+            "dropped_bytes": self._dropped.bytes,
+        }
+        _write_atomic(self.directory, STATE_FILE, json.dumps(state).encode())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SpoolClosed(f"the spool at {self.directory} was destroyed")
+
+    # -- public --------------------------------------------------------------------------------------
+
+    @property
+    def bytes_used(self) -> int:
+        """Bytes of all complete records on disk (the state file is not counted)."""
+        with self._lock:
+            return sum(entry.size for entry in self._entries.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def append(self, meta: dict[str, Any], body: bytes = b"") -> int:
+        """Store one record durably and return its sequence number; drops older records when full.
+
+        ``meta["kind"]`` names the record type (lower-case letters and ``_``). Raises ``ValueError`` for a
+        record that alone is larger than the cap.
+        """
+        kind = meta.get("kind")
+        if not isinstance(kind, str) or not _KIND_RE.match(kind):
+            raise ValueError("meta['kind'] must be 1-32 lower-case letters or '_'")
+        meta_bytes = json.dumps(meta, ensure_ascii=True, separators=(",", ":")).encode()
+        data = MAGIC + _HEADER.pack(len(meta_bytes)) + meta_bytes + body
+        if len(data) > self.max_bytes:
+            raise ValueError(f"a {len(data)}-byte record does not fit a {self.max_bytes}-byte spool")
+        with self._lock:
+            self._check_open()
+            if self._make_room(len(data)):
+                self._write_state()
+            seq = self._next_seq
+            self._next_seq += 1
+            path = _write_atomic(self.directory, f"{seq:012d}-{kind}.rec", data)
+            self._entries[seq] = _Entry(seq, kind, len(data), path)
+            return seq
+
+    def _make_room(self, needed: int) -> bool:
+        used = sum(entry.size for entry in self._entries.values())
+        dropped = False
+        while self._entries and used + needed > self.max_bytes:
+            victim = self._victim()
+            used -= victim.size
+            self._remove(victim)
+            self._dropped = DropReport(self._dropped.records + 1, self._dropped.bytes + victim.size)
+            dropped = True
+        return dropped
+
+    def _victim(self) -> _Entry:
+        ordered = sorted(self._entries.values(), key=lambda entry: entry.seq)
+        for kind in self.drop_first:
+            for entry in ordered:
+                if entry.kind == kind:
+                    return entry
+        return ordered[0]
+
+    def _remove(self, entry: _Entry) -> None:
+        del self._entries[entry.seq]
+        entry.path.unlink(missing_ok=True)
+
+    def peek(self) -> SpoolRecord | None:
+        """The oldest record, or None when the spool is empty; called by the uploader before sending.
+
+        A record file that cannot be parsed is removed and counted as dropped, so one bad file never
+        blocks the queue.
+        """
+        with self._lock:
+            self._check_open()
+            while self._entries:
+                entry = self._entries[min(self._entries)]
+                try:
+                    return self._load(entry)
+                except (OSError, ValueError) as exc:
+                    if isinstance(exc, OSError) and entry.path.exists():
+                        raise
+                    self._remove(entry)
+                    self._dropped = DropReport(self._dropped.records + 1, self._dropped.bytes + entry.size)
+                    self._write_state()
+            return None
+
+    @staticmethod
+    def _load(entry: _Entry) -> SpoolRecord:
+        data = entry.path.read_bytes()
+        start = len(MAGIC) + _HEADER.size
+        if not data.startswith(MAGIC) or len(data) < start:
+            raise ValueError(f"{entry.path.name} is not a spool record")
+        (meta_len,) = _HEADER.unpack_from(data, len(MAGIC))
+        if start + meta_len > len(data):
+            raise ValueError(f"{entry.path.name} is truncated")
+        meta = json.loads(data[start : start + meta_len])
+        if not isinstance(meta, dict):
+            raise ValueError(f"{entry.path.name} has no metadata object")
+        return SpoolRecord(entry.seq, entry.kind, meta, data[start + meta_len :])
+
+    def ack(self, seq: int) -> bool:
+        """Forget record ``seq`` once the server stored it; False if it is already gone (e.g. dropped)."""
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(seq)
+            if entry is None:
+                return False
+            self._remove(entry)
+            if not self._entries:
+                self._write_state()  # the file names no longer carry the sequence number
+            return True
+
+    def take_dropped(self) -> DropReport:
+        """Return what the cap dropped since the last call and reset the count (for a device event)."""
+        with self._lock:
+            self._check_open()
+            report = self._dropped
+            if report.records:
+                self._dropped = DropReport()
+                self._write_state()
+            return report
+
+    def destroy(self) -> None:
+        """Delete the spool directory and everything in it; the spool cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            self._entries.clear()
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(self.directory)

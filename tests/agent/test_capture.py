@@ -1,0 +1,145 @@
+"""The capture loop with an injected grab: images when the screen changed, "unchanged" records otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from agent_screens import PARAGRAPHS, render_page
+from PIL import Image
+
+from agent.capture import CaptureLoop, CaptureSettings
+from agent.grab import MonitorFrame
+from agent.spool import Spool
+from invigil import payloads
+
+
+class FakeScreens:
+    """A grab callable whose pixels the test sets."""
+
+    def __init__(self, *pages: np.ndarray) -> None:
+        self.pages = list(pages)
+
+    def __call__(self) -> list[MonitorFrame]:
+        frames, left = [], 0
+        for index, page in enumerate(self.pages):
+            frames.append(MonitorFrame(index, left, 0, page.shape[1], page.shape[0], page))
+            left += page.shape[1]
+        return frames
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def records(spool: Spool) -> list:
+    out = []
+    while (record := spool.peek()) is not None:
+        out.append(record)
+        spool.ack(record.seq)
+    return out
+
+
+@pytest.fixture
+def spool(tmp_path):
+    return Spool(tmp_path / "spool")
+
+
+def test_first_tick_spools_a_valid_capture_and_thumbnail(spool):
+    page = render_page()
+    loop = CaptureLoop(FakeScreens(page), spool)
+    outcomes = loop.tick("start", focused_app="firefox", window_title="Exam - Moodle")
+    assert [o.kind for o in outcomes] == ["image"]
+    image, thumb = records(spool)
+    assert image.kind == "image" and thumb.kind == "thumbnail"
+    meta = payloads.parse_capture_meta(image.meta["capture_meta"])  # what the server will parse
+    assert (meta.monitor, meta.width, meta.height, meta.trigger) == (0, 1280, 800, "start")
+    assert meta.window_title == "Exam - Moodle"
+    assert meta.sha256 == hashlib.sha256(image.body).hexdigest()
+    assert image.meta["media_type"] == "image/png"
+    assert Image.open(io.BytesIO(image.body)).size == (1280, 800)
+    assert thumb.meta["capture_id"] == image.meta["capture_id"] == outcomes[0].record_id
+    assert Image.open(io.BytesIO(thumb.body)).size == (320, 200)
+
+
+def test_unchanged_screen_sends_a_tiny_record_pointing_at_the_last_image(spool):
+    page = render_page(clock="10:41:07")
+    screens = FakeScreens(page)
+    loop = CaptureLoop(screens, spool)
+    first = loop.tick()[0]
+    for second in range(8, 20):  # a clock ticking for a while never adds up to a change
+        screens.pages = [render_page(clock=f"10:41:{second:02d}")]
+        assert loop.tick()[0].kind == "unchanged"
+    spooled = records(spool)
+    unchanged = spooled[2:]
+    assert len(unchanged) == 12 and all(r.kind == "unchanged" and r.body == b"" for r in unchanged)
+    record = payloads.parse_unchanged(unchanged[0].meta["unchanged"])
+    assert record.since_capture_id == first.record_id
+    assert len(json.dumps(unchanged[0].meta)) < 300
+
+
+def test_changed_text_sends_a_new_image(spool):
+    screens = FakeScreens(render_page(PARAGRAPHS[:1]))
+    loop = CaptureLoop(screens, spool, CaptureSettings(send_thumbnails=False))
+    loop.tick()
+    screens.pages = [render_page(PARAGRAPHS)]
+    outcome = loop.tick()[0]
+    assert outcome.kind == "image" and outcome.change.changed
+    assert [r.kind for r in records(spool)] == ["image", "image"]
+
+
+def test_each_monitor_is_judged_alone_and_a_new_layout_forces_images(spool):
+    screens = FakeScreens(render_page(), render_page(size=(1024, 768)))
+    loop = CaptureLoop(screens, spool, CaptureSettings(send_thumbnails=False))
+    assert [o.kind for o in loop.tick()] == ["image", "image"]
+    screens.pages[1] = render_page(PARAGRAPHS, size=(1024, 768))
+    assert [o.kind for o in loop.tick()] == ["unchanged", "image"]
+    screens.pages.append(render_page(size=(800, 600)))  # a projector was plugged in
+    outcomes = loop.tick()
+    assert [o.kind for o in outcomes] == ["image", "image", "image"]
+    triggers = [payloads.parse_capture_meta(r.meta["capture_meta"]).trigger for r in records(spool)[-3:]]
+    assert triggers == ["monitors"] * 3
+
+
+def test_an_unchanged_screen_still_gets_an_image_every_max_unchanged_s(spool):
+    clock = FakeClock()
+    loop = CaptureLoop(FakeScreens(render_page()), spool, CaptureSettings(max_unchanged_s=60), clock=clock)
+    kinds = []
+    for _ in range(7):
+        kinds.append(loop.tick()[0].kind)
+        clock.now += timedelta(seconds=15)
+    assert kinds == ["image", "unchanged", "unchanged", "unchanged", "image", "unchanged", "unchanged"]
+
+
+def test_run_ticks_until_stopped_and_reports_errors(spool):
+    calls = []
+
+    def flaky_grab():
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("X server went away")
+        if len(calls) >= 4:
+            stop.set()
+        return FakeScreens(render_page())()
+
+    stop, errors = threading.Event(), []
+    CaptureLoop(flaky_grab, spool).run(stop, interval_s=0.01, on_error=errors.append)
+    assert len(calls) == 4 and [str(e) for e in errors] == ["X server went away"]
+    kinds = [r.kind for r in records(spool)]
+    assert kinds == ["image", "thumbnail", "unchanged", "unchanged"]
+
+
+def test_a_long_emoji_window_title_is_shortened_to_fit_the_header(spool):
+    loop = CaptureLoop(FakeScreens(render_page()), spool, CaptureSettings(send_thumbnails=False))
+    loop.tick(window_title="📝" * 600)
+    meta = payloads.parse_capture_meta(records(spool)[0].meta["capture_meta"])
+    assert meta.window_title and set(meta.window_title) == {"📝"}
