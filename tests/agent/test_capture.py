@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from agent_screens import PARAGRAPHS, render_page
 from PIL import Image
 
 from agent.capture import CaptureLoop, CaptureSettings
 from agent.grab import MonitorFrame
 from agent.spool import Spool
 from invigil import payloads
+
+from agent_screens import PARAGRAPHS, render_page
 
 
 class FakeScreens:

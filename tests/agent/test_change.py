@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from agent_screens import PARAGRAPHS, render_page
 
 from agent.change import ChangeParams, compare, thumbnail
+
+from agent_screens import PARAGRAPHS, render_page
 
 
 def changed(before: np.ndarray, after: np.ndarray, params: ChangeParams | None = None):

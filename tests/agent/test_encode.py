@@ -7,7 +7,6 @@ import io
 import struct
 
 import numpy as np
-from agent_screens import render_page
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -23,6 +22,8 @@ from agent.encode import (
     quantise_lut,
     time_encode,
 )
+
+from agent_screens import render_page
 
 
 def decode(data: bytes) -> Image.Image:
