@@ -20,6 +20,8 @@ META_HEADER = "X-Invigil-Meta"
 #: mDNS service types: the hall server advertises ``HALL_SERVICE``; agents announce ``AGENT_SERVICE``.
 HALL_SERVICE = "_invigil._tcp.local."
 AGENT_SERVICE = "_invigil-agent._tcp.local."
+#: What an agent says about itself in its mDNS announcement.
+AGENT_STATES = ("waiting", "enrolled", "capturing", "leaving")
 
 #: Ids made by the agent (captures, events): URL-safe, no dots or slashes, so never a path.
 ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
