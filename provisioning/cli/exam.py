@@ -1,0 +1,298 @@
+"""``invigil-provision exam|roster|joincode ...``: exams, their rosters and their join codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provisioning import exams
+from provisioning.cli.context import Session, read_text, table
+
+pass_session = click.make_pass_decorator(Session)
+policy_file = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+def _staff(invigilators: tuple[str, ...], reviewers: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(name, "invigilator") for name in invigilators] + [(name, "reviewer") for name in reviewers]
+
+
+def _policy(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    return exams.check_policy(read_text(path, "policy"), str(path))
+
+
+def _describe(exam: dict[str, Any]) -> list[str]:
+    staff = ", ".join(f"{s['username']} ({s['role']})" for s in exam["staff"]) or "none assigned"
+    rules = [line for line in exam["policy_text"].splitlines() if line.split("#", 1)[0].strip()]
+    return [
+        f"exam {exam['id']}: {exam['title']} in {exam['hall']!r}",
+        f"  window       {exam['starts_at']} .. {exam['ends_at']}",
+        f"  capture      every {exam['capture_interval_s']} s",
+        f"  retention    {exam['retention_days']} days after the end",
+        f"  policy       {len(rules)} rule(s); interception {'on' if exam['interception'] else 'off'}",
+        f"  join code    {exam['join_code']}",
+        f"  roster       {exam['roster']} student(s)",
+        f"  staff        {staff}",
+    ]
+
+
+def exam_options(required: bool) -> Any:
+    """The options ``exam create`` and ``exam update`` share; required only when creating."""
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(
+            [
+                click.option("--title", required=required, help="The exam's name as staff see it."),
+                click.option(
+                    "--start", required=required, help="ISO 8601 with offset: 2026-06-12T09:00+02:00"
+                ),
+                click.option("--end", required=required, help="ISO 8601 with offset (before extra time)."),
+                click.option(
+                    "--interval",
+                    type=int,
+                    default=5 if required else None,
+                    show_default=required,
+                    help="Seconds between screen captures (1-600).",
+                ),
+                click.option(
+                    "--retention-days",
+                    type=int,
+                    default=30 if required else None,
+                    show_default=required,
+                    help="Days after the end before everything is deleted.",
+                ),
+                click.option("--policy", type=policy_file, help="Network policy file (docs/policy.md)."),
+                click.option(
+                    "--interception/--no-interception",
+                    default=False if required else None,
+                    help="URL-level rules (only where the hall CA is trusted on laptops).",
+                ),
+                click.option(
+                    "--invigilator",
+                    "invigilators",
+                    multiple=True,
+                    metavar="USER",
+                    help="Assign this user as invigilator (repeatable).",
+                ),
+                click.option(
+                    "--reviewer",
+                    "reviewers",
+                    multiple=True,
+                    metavar="USER",
+                    help="Assign this user as reviewer (repeatable).",
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@click.group()
+def exam() -> None:
+    """Exams: window, capture interval, network policy, retention and staff.
+
+    \b
+    Example:
+      invigil-provision exam list --hall "Hall A"
+    """
+
+
+@exam.command("create")
+@click.option("--hall", "hall_name", required=True, help="The hall (see `hall list`).")
+@exam_options(required=True)
+@pass_session
+def exam_create(session: Session, hall_name: str, **options: Any) -> None:
+    """Create an exam in a hall, with its own encryption key and join code.
+
+    Running it again for the same hall, title and start changes nothing (and assigns any new staff).
+
+    \b
+    Example:
+      invigil-provision exam create --hall "Hall A" --title "Linear Algebra" \\
+        --start 2026-06-12T09:00+02:00 --end 2026-06-12T12:00+02:00 \\
+        --policy linalg.policy --invigilator jdoe --reviewer asmith
+    """
+    fields = {
+        "title": options["title"],
+        "starts_at": exams.parse_time(options["start"], "--start"),
+        "ends_at": exams.parse_time(options["end"], "--end"),
+        "capture_interval_s": options["interval"],
+        "retention_days": options["retention_days"],
+        "policy_text": _policy(options["policy"]) or "",
+        "interception": options["interception"],
+    }
+    staff = _staff(options["invigilators"], options["reviewers"])
+    with session.store() as store:
+        record, created = exams.ensure_exam(
+            store, session.master_key(), hall=hall_name, fields=fields, staff=staff
+        )
+    if not created:
+        session.note(f"exam {record['id']} already exists with these attributes; nothing changed")
+    elif not fields["policy_text"]:
+        session.note("note: no --policy given, so every website is blocked during this exam")
+    session.emit({**record, "created": created}, _describe(record))
+
+
+@exam.command("update")
+@click.argument("exam_id", type=int)
+@exam_options(required=False)
+@click.option("--clear-policy", is_flag=True, help="Remove the policy (then every website is blocked).")
+@pass_session
+def exam_update(session: Session, exam_id: int, clear_policy: bool, **options: Any) -> None:
+    """Change EXAM_ID's attributes or add staff; options not given stay as they are.
+
+    \b
+    Example:
+      invigil-provision exam update 3 --end 2026-06-12T12:30+02:00 --policy linalg-v2.policy
+    """
+    if clear_policy and options["policy"]:
+        raise click.UsageError("give --policy or --clear-policy, not both")
+    changes: dict[str, Any] = {}
+    for option, field in (
+        ("title", "title"),
+        ("interval", "capture_interval_s"),
+        ("retention_days", "retention_days"),
+        ("interception", "interception"),
+    ):
+        if options[option] is not None:
+            changes[field] = options[option]
+    for option, field in (("start", "starts_at"), ("end", "ends_at")):
+        if options[option] is not None:
+            changes[field] = exams.parse_time(options[option], f"--{option}")
+    policy = "" if clear_policy else _policy(options["policy"])
+    if policy is not None:
+        changes["policy_text"] = policy
+    staff = _staff(options["invigilators"], options["reviewers"])
+    if not changes and not staff:
+        raise click.UsageError("nothing to change: see `invigil-provision exam update --help`")
+    with session.store() as store:
+        record, changed = exams.update_exam(store, exam_id, changes, staff)
+    session.note(f"changed: {', '.join(changed)}" if changed else "no attribute changed")
+    session.emit({**record, "changed": changed}, _describe(record))
+
+
+@exam.command("list")
+@click.option("--hall", "hall_name", help="Only this hall's exams.")
+@pass_session
+def exam_list(session: Session, hall_name: str | None) -> None:
+    """List exams, earliest first.
+
+    \b
+    Example:
+      invigil-provision exam list --hall "Hall A"
+    """
+    with session.store() as store:
+        records = exams.list_exams(store, hall_name)
+    session.emit(
+        records, table(records, ["id", "hall", "title", "starts_at", "ends_at", "roster", "join_code"])
+    )
+
+
+@exam.command("show")
+@click.argument("exam_id", type=int)
+@pass_session
+def exam_show(session: Session, exam_id: int) -> None:
+    """Show everything about EXAM_ID, including its policy.
+
+    \b
+    Example:
+      invigil-provision exam show 3
+    """
+    with session.store() as store:
+        record = exams.get_exam(store, exam_id)
+    policy = ["  policy text:", *("    " + line for line in record["policy_text"].splitlines())]
+    session.emit(record, _describe(record) + (policy if record["policy_text"] else []))
+
+
+@click.group()
+def roster() -> None:
+    """Who may sit an exam: student numbers, names, extra time, seats.
+
+    \b
+    Example:
+      invigil-provision roster list 3
+    """
+
+
+@roster.command("import")
+@click.argument("exam_id", type=int)
+@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@pass_session
+def roster_import(session: Session, exam_id: int, csv_file: Path) -> None:
+    """Add or update students from CSV_FILE (header: student_number,name[,extra_time_min][,seat]).
+
+    Every line is checked first; one bad line and nothing is imported.
+
+    \b
+    Example:
+      invigil-provision roster import 3 linalg-students.csv
+    """
+    text = read_text(csv_file, "roster")
+    with session.store() as store:
+        count = exams.import_roster(store, exam_id, text, str(csv_file))
+        total = exams.get_exam(store, exam_id)["roster"]
+    session.emit(
+        {"exam_id": exam_id, "imported": count, "roster": total},
+        f"imported {count} student(s) into exam {exam_id}; its roster now has {total}",
+    )
+
+
+@roster.command("list")
+@click.argument("exam_id", type=int)
+@pass_session
+def roster_list(session: Session, exam_id: int) -> None:
+    """List EXAM_ID's roster.
+
+    \b
+    Example:
+      invigil-provision --json roster list 3 > roster.json
+    """
+    with session.store() as store:
+        records = exams.list_roster(store, exam_id)
+    session.emit(records, table(records, ["student_number", "name", "extra_time_min", "seat"]))
+
+
+@click.group()
+def joincode() -> None:
+    """The code students type to enrol, shown on the projector at the start.
+
+    \b
+    Example:
+      invigil-provision joincode show 3
+    """
+
+
+@joincode.command("show")
+@click.argument("exam_id", type=int)
+@pass_session
+def joincode_show(session: Session, exam_id: int) -> None:
+    """Print EXAM_ID's join code.
+
+    \b
+    Example:
+      invigil-provision joincode show 3
+    """
+    with session.store() as store:
+        record = exams.get_exam(store, exam_id)
+    session.emit({"exam_id": exam_id, "join_code": record["join_code"]}, record["join_code"])
+
+
+@joincode.command("rotate")
+@click.argument("exam_id", type=int)
+@pass_session
+def joincode_rotate(session: Session, exam_id: int) -> None:
+    """Replace EXAM_ID's join code (e.g. after it leaked); agents already enrolled keep their session.
+
+    \b
+    Example:
+      invigil-provision joincode rotate 3
+    """
+    with session.store() as store:
+        code = exams.rotate_join_code(store, exam_id)
+    session.note("the old code no longer enrols anyone; show the new one in the hall")
+    session.emit({"exam_id": exam_id, "join_code": code}, code)

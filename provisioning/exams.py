@@ -1,0 +1,221 @@
+"""Exams, their staff, rosters and join codes in the store.
+
+Called by ``invigil-provision exam``, ``roster`` and ``joincode``.
+
+Everything is checked before anything is written, so a refused command leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from hall_server import exams, users
+from hall_server.db import write_transaction
+from invigil.timeutil import from_wire, to_wire
+from netpolicy.policy import PolicyError, parse_policy
+from provisioning.errors import Conflict, LineErrors, NotFound, ProvisioningError
+from provisioning.halls import get_hall
+from provisioning.roster import parse_roster
+from provisioning.seatmap import seat_labels
+
+MAX_RETENTION_DAYS = 3650
+#: Exam columns an organiser may change with ``exam update``, with how to compare them.
+EDITABLE = (
+    "title",
+    "starts_at",
+    "ends_at",
+    "capture_interval_s",
+    "retention_days",
+    "policy_text",
+    "interception",
+)
+
+
+def parse_time(text: str, what: str) -> datetime:
+    try:
+        return from_wire(text)
+    except ValueError:
+        raise ProvisioningError(
+            f"{what} {text!r} is not an ISO 8601 time with a UTC offset; "
+            "write e.g. 2026-06-12T09:00+02:00 or 2026-06-12T07:00Z"
+        ) from None
+
+
+def check_policy(text: str, source: str) -> str:
+    """The policy text if every line parses (docs/policy.md); else ``LineErrors`` for every bad line."""
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        raise LineErrors(source, list(exc.errors)) from None
+    return text
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    if not str(fields["title"]).strip():
+        raise ProvisioningError("an exam needs a title")
+    if fields["ends_at"] <= fields["starts_at"]:
+        raise ProvisioningError("an exam must end after it starts: check --start and --end")
+    if not 1 <= fields["capture_interval_s"] <= 600:
+        raise ProvisioningError("--interval must be between 1 and 600 seconds")
+    if not 1 <= fields["retention_days"] <= MAX_RETENTION_DAYS:
+        raise ProvisioningError(f"--retention-days must be between 1 and {MAX_RETENTION_DAYS}")
+
+
+def _check_staff(db: sqlite_utils.Database, staff: list[tuple[str, str]]) -> None:
+    for username, _role in staff:
+        users.user_id(db, username)  # raises UnknownUser before anything is written
+
+
+def _assign_staff(db: sqlite_utils.Database, exam_id: int, staff: list[tuple[str, str]]) -> None:
+    for username, role in staff:
+        users.assign(db, username, role, exam_id=exam_id)
+
+
+_EXAM_KEYS = (
+    *("id", "hall", "hall_id", "title", "starts_at", "ends_at", "capture_interval_s", "retention_days"),
+    *("interception", "policy_text", "join_code", "started_at", "ended_at", "created_at", "roster"),
+)
+
+
+def get_exam(db: sqlite_utils.Database, exam_id: int) -> dict[str, Any]:
+    row = db.execute(
+        "SELECT exam.id, hall.name, exam.hall_id, title, starts_at, ends_at, capture_interval_s, "
+        "retention_days, interception, policy_text, join_code, started_at, ended_at, exam.created_at, "
+        "(SELECT count(*) FROM roster WHERE roster.exam_id = exam.id) "
+        "FROM exam JOIN hall ON hall.id = exam.hall_id WHERE exam.id = ?",
+        [exam_id],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no exam {exam_id}; see `invigil-provision exam list`")
+    exam = dict(zip(_EXAM_KEYS, row, strict=True))
+    exam["interception"] = bool(exam["interception"])
+    exam["staff"] = [
+        {"username": username, "role": role}
+        for username, role in db.execute(
+            "SELECT user.username, assignment.role FROM assignment JOIN user ON user.id = assignment.user_id "
+            "WHERE assignment.exam_id = ? ORDER BY assignment.role, user.username",
+            [exam_id],
+        )
+    ]
+    return exam
+
+
+def list_exams(db: sqlite_utils.Database, hall: str | None = None) -> list[dict[str, Any]]:
+    hall_id = get_hall(db, hall)["id"] if hall else None
+    ids = [
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM exam WHERE ? IS NULL OR hall_id = ? ORDER BY starts_at, id", [hall_id, hall_id]
+        )
+    ]
+    return [get_exam(db, exam_id) for exam_id in ids]
+
+
+def ensure_exam(
+    db: sqlite_utils.Database,
+    master_key: bytes,
+    *,
+    hall: str,
+    fields: dict[str, Any],
+    staff: list[tuple[str, str]],
+) -> tuple[dict[str, Any], bool]:
+    """Create an exam (and its key), or find the identical one; returns ``(exam, created)``.
+
+    An exam is the same exam when hall, title and start match; if its other attributes differ this
+    raises ``Conflict`` naming them. ``staff`` is ``(username, role)`` pairs assigned to the exam.
+    """
+    _check_fields(fields)
+    hall_row = get_hall(db, hall)
+    _check_staff(db, staff)
+    existing = db.execute(
+        "SELECT id FROM exam WHERE hall_id = ? AND title = ? AND starts_at = ?",
+        [hall_row["id"], fields["title"], to_wire(fields["starts_at"])],
+    ).fetchone()
+    if existing is not None:
+        exam = get_exam(db, existing[0])
+        differences = _differences(exam, fields)
+        if differences:
+            raise Conflict(
+                f"exam {exam['id']} ({fields['title']!r} at {exam['starts_at']} in {hall!r}) exists with "
+                f"other {', '.join(differences)}; change it with `invigil-provision exam update {exam['id']}`"
+            )
+        _assign_staff(db, exam["id"], staff)
+        return get_exam(db, exam["id"]), False
+    exam_id = exams.create_exam(db, master_key, hall_id=hall_row["id"], **fields)
+    _assign_staff(db, exam_id, staff)
+    return get_exam(db, exam_id), True
+
+
+def _stored(fields: dict[str, Any]) -> dict[str, Any]:
+    """Field values as the exam row stores them, for comparison."""
+    return {name: to_wire(value) if isinstance(value, datetime) else value for name, value in fields.items()}
+
+
+def _differences(exam: dict[str, Any], fields: dict[str, Any]) -> list[str]:
+    return [name for name, value in _stored(fields).items() if exam[name] != value]
+
+
+def update_exam(
+    db: sqlite_utils.Database, exam_id: int, changes: dict[str, Any], staff: list[tuple[str, str]]
+) -> tuple[dict[str, Any], list[str]]:
+    """Apply ``changes`` (a subset of ``EDITABLE``) and add ``staff``; returns the exam and changed names."""
+    exam = get_exam(db, exam_id)
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ProvisioningError(f"cannot change {', '.join(sorted(unknown))}")
+    merged = {name: exam[name] for name in EDITABLE} | changes
+    for name in ("starts_at", "ends_at"):
+        if isinstance(merged[name], str):
+            merged[name] = from_wire(merged[name])
+    _check_fields(merged)
+    _check_staff(db, staff)
+    changed = _differences(exam, changes)
+    if changed:
+        values = _stored({name: merged[name] for name in changed})
+        if "interception" in values:
+            values["interception"] = int(values["interception"])
+        with write_transaction(db):
+            db.execute(
+                f"UPDATE exam SET {', '.join(f'{name} = ?' for name in values)} WHERE id = ?",  # noqa: S608
+                [*values.values(), exam_id],
+            )
+    _assign_staff(db, exam_id, staff)
+    return get_exam(db, exam_id), changed
+
+
+def rotate_join_code(db: sqlite_utils.Database, exam_id: int) -> str:
+    """A fresh join code, unique among exams that have not ended (the server looks codes up among those)."""
+    with write_transaction(db):
+        get_exam(db, exam_id)
+        in_use = {row[0] for row in db.execute("SELECT join_code FROM exam WHERE ended_at IS NULL")}
+        code = exams.new_join_code()
+        while code in in_use:
+            code = exams.new_join_code()
+        db.execute("UPDATE exam SET join_code = ? WHERE id = ?", [code, exam_id])
+    return code
+
+
+def import_roster(db: sqlite_utils.Database, exam_id: int, text: str, source: str) -> int:
+    """Check every line of a roster file, then store all entries in one transaction (or none)."""
+    exam = get_exam(db, exam_id)
+    hall = get_hall(db, exam["hall"])
+    taken = dict(
+        db.execute(
+            "SELECT seat, student_number FROM roster WHERE exam_id = ? AND seat IS NOT NULL", [exam_id]
+        )
+    )
+    entries = parse_roster(text, seat_labels(hall["seat_map"]) or None, taken, source=source)
+    return exams.add_roster(db, exam_id, entries)
+
+
+def list_roster(db: sqlite_utils.Database, exam_id: int) -> list[dict[str, Any]]:
+    get_exam(db, exam_id)
+    rows = db.execute(
+        "SELECT student_number, name, extra_time_min, seat FROM roster WHERE exam_id = ? "
+        "ORDER BY student_number",
+        [exam_id],
+    ).fetchall()
+    return [dict(zip(("student_number", "name", "extra_time_min", "seat"), row, strict=True)) for row in rows]
