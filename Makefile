@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup debian lint typecheck imports unit bench clean
+.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 debian:
 	bash scripts/setup-debian.sh
 
-setup: debian $(STAMP)
+# mitmproxy lives in its own virtualenv (Python >= 3.12 where the machine has one): docs/proxy.md.
+proxy-venv:
+	bash scripts/setup-proxy-venv.sh
+
+setup: debian $(STAMP) proxy-venv
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,8 +40,12 @@ test: setup lint typecheck imports unit
 demo: setup
 	$(BIN)/python scripts/demo.py
 
-bench: setup
+bench-debian:
+	bash scripts/setup-debian.sh bench
+
+bench: setup bench-debian
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/proxy.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-data
+	rm -rf $(VENV) .venv-proxy .mypy_cache .ruff_cache .pytest_cache demo-data

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and the demo need, when they are missing. Idempotent.
+# `setup-debian.sh bench` also installs what the benchmarks compare against.
 set -euo pipefail
 
 # command-to-check  debian-package
@@ -15,6 +16,11 @@ for pair in "${needs[@]}"; do
   command -v "$1" >/dev/null 2>&1 || missing+=("$2")
 done
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=("fonts-dejavu-core")
+if [ "${1:-}" = "bench" ]; then  # the peers and tools the benchmarks compare against
+  command -v squid >/dev/null 2>&1 || missing+=("squid")
+  command -v ffmpeg >/dev/null 2>&1 || missing+=("ffmpeg")
+  command -v tesseract >/dev/null 2>&1 || missing+=("tesseract-ocr" "tesseract-ocr-eng")
+fi
 python3 -c 'import tkinter' >/dev/null 2>&1 || true  # Tk is optional: the agent falls back to a terminal line
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -1,0 +1,256 @@
+"""The Invigil mitmproxy addon: enforces the exam's network policy and reports every decision.
+
+Loaded by ``mitmdump -s netpolicy/addon.py`` (``invigil-proxy`` builds that command line; docs/proxy.md).
+Imports only the standard library, mitmproxy, ``invigil`` and ``netpolicy``: it runs in ``.venv-proxy``.
+
+Without interception (the default) it decides on the CONNECT host and the TLS SNI name and passes
+allowed TLS through untouched; with ``invigil_intercept`` (the hall CA is trusted on the laptops) it also
+decides every URL and answers blocked ones with an HTML page naming the exam's policy. The decisions
+themselves are pure functions in ``netpolicy.gate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http, tls, udp
+from mitmproxy.proxy import server_hooks
+
+from netpolicy.events import SiteEventSender, make_site_event, read_token
+from netpolicy.gate import (
+    PolicyFile,
+    block_page,
+    canonical_or_raw,
+    decide_request,
+    decide_tls,
+    host_of_header,
+)
+from netpolicy.policy import Decision, Policy, PolicyError
+
+log = logging.getLogger("invigil.proxy")
+
+#: metadata key on a client connection the addon refused: its server side must never be opened.
+_REFUSED = "invigil_refused"
+
+
+def _mode_name(client: Any) -> str:
+    mode = getattr(client, "proxy_mode", None)
+    return str(getattr(mode, "type_name", "regular"))
+
+
+class InvigilPolicy:
+    """mitmproxy addon (``load`` declares options, ``configure`` rebuilds state, hooks decide)."""
+
+    def __init__(self) -> None:
+        self.policy_file: PolicyFile | None = None
+        self.sender: SiteEventSender | None = None
+        self.refused: set[str] = set()  # client connection ids whose TLS was refused
+        self._watcher: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------------------------------ options
+
+    def load(self, loader: Any) -> None:
+        """Called by mitmproxy once, when the script is loaded: declare the options."""
+        loader.add_option("invigil_policy_file", str, "", "The exam's network policy file (docs/policy.md).")
+        loader.add_option(
+            "invigil_policy_poll_ms", int, 2000, "How often to check the policy file for changes."
+        )
+        loader.add_option(
+            "invigil_intercept",
+            bool,
+            False,
+            "Intercept TLS (the hall CA is trusted on the laptops): decide every URL, serve a block page.",
+        )
+        loader.add_option("invigil_exam_title", str, "", "The exam's title, named on the block page.")
+        loader.add_option(
+            "invigil_server_url", str, "", "Hall server base URL for site events ('' = log them only)."
+        )
+        loader.add_option(
+            "invigil_service_token_file", str, "", "File with the hall's service token (needed off loopback)."
+        )
+        loader.add_option("invigil_server_ca", str, "", "CA file to verify an https:// hall server.")
+        loader.add_option("invigil_event_queue", int, 10_000, "Site events kept while the server is away.")
+        loader.add_option("invigil_retry_max_s", int, 10, "Longest wait between retries to the server.")
+
+    def configure(self, updated: set[str]) -> None:
+        """Called by mitmproxy at start and on every option change: validate, rebuild what changed."""
+        options = ctx.options
+        if "invigil_policy_file" in updated:
+            if not options.invigil_policy_file:
+                raise exceptions.OptionsError("invigil_policy_file is required: the exam's policy file")
+            policy_file = PolicyFile(Path(options.invigil_policy_file))
+            try:
+                policy = policy_file.load()
+            except PolicyError as exc:
+                raise exceptions.OptionsError(f"policy file {policy_file.path} has errors:\n{exc}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise exceptions.OptionsError(f"cannot read policy file {policy_file.path}: {exc}") from None
+            self.policy_file = policy_file
+            log.info("policy %s loaded: %d rule(s)", policy_file.path, len(policy.rules))
+        sender_options = {
+            "invigil_server_url",
+            "invigil_service_token_file",
+            "invigil_server_ca",
+            "invigil_event_queue",
+            "invigil_retry_max_s",
+        }
+        if sender_options & updated:
+            url = options.invigil_server_url
+            if url and not url.startswith(("http://", "https://")):
+                raise exceptions.OptionsError(
+                    f"invigil_server_url must start with http:// or https://: {url!r}"
+                )
+            try:
+                token = read_token(options.invigil_service_token_file)
+            except (OSError, ValueError) as exc:
+                raise exceptions.OptionsError(f"cannot read the service token: {exc}") from None
+            if self.sender:
+                self.sender.close(timeout_s=1.0)
+            self.sender = None
+            if url:
+                self.sender = SiteEventSender(
+                    url,
+                    token=token,
+                    ca_file=options.invigil_server_ca,
+                    max_queue=max(1, options.invigil_event_queue),
+                    retry_max_s=max(1, options.invigil_retry_max_s),
+                ).start()
+
+    def running(self) -> None:
+        """Called by mitmproxy when the proxy is up: start watching the policy file."""
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_policy())
+
+    def done(self) -> None:
+        """Called by mitmproxy at shutdown: stop watching, deliver what is queued (bounded)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.sender is not None:
+            self.sender.close(timeout_s=3.0)
+
+    async def _watch_policy(self) -> None:
+        while True:
+            await asyncio.sleep(max(50, ctx.options.invigil_policy_poll_ms) / 1000)
+            self.reload_policy()
+
+    def reload_policy(self) -> None:
+        """Take a changed policy file; a bad one leaves the previous policy in force and says why."""
+        if self.policy_file is None:
+            return
+        changed, problem = self.policy_file.reload_if_changed()
+        if problem:
+            log.error(
+                "policy %s not reloaded, keeping the previous policy:\n%s", self.policy_file.path, problem
+            )
+        elif changed and self.policy_file.policy is not None:
+            rules = len(self.policy_file.policy.rules)
+            log.info("policy %s reloaded: %d rule(s)", self.policy_file.path, rules)
+
+    def current_policy(self) -> Policy:
+        # A method, not a property: mitmproxy's command collector getattr()s every attribute at load.
+        if self.policy_file is None or self.policy_file.policy is None:
+            return Policy()  # not configured yet: deny everything
+        return self.policy_file.policy
+
+    # --------------------------------------------------------------------------------------- reporting
+
+    def report(self, client: Any, host: str, decision: Decision, url: str | None = None) -> None:
+        """Log one decision and queue it for the hall server."""
+        peer = client.peername[0] if client.peername else "0.0.0.0"  # noqa: S104 - unknown peer, not a bind
+        verb = "allowed" if decision.allowed else "blocked"
+        log.info("%s %s %s%s: %s", verb, peer, host, f" {url}" if url else "", decision.reason)
+        if self.sender is not None:
+            try:
+                self.sender.add(make_site_event(peer, host, decision.allowed, decision.reason, url))
+            except ValueError as exc:
+                log.warning("site event not queued: %s", exc)
+
+    # ------------------------------------------------------------------------------------------- hooks
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Called by mitmproxy on an explicit-proxy CONNECT: decide on the CONNECT host.
+
+        Blocked hosts get 403 unless we intercept, in which case the tunnel is opened (no upstream
+        connection: ``connection_strategy=lazy``) so each request gets the HTML block page."""
+        if flow.response or flow.error or not flow.live:
+            return
+        host = flow.request.host
+        decision = self.current_policy().decide_host(host, flow.request.port)
+        self.report(flow.client_conn, canonical_or_raw(host), decision)
+        if not decision.allowed and not ctx.options.invigil_intercept:
+            flow.response = http.Response.make(
+                403,
+                f"Blocked by the exam's network policy: {decision.reason}\n",
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        """Called by mitmproxy when a client's TLS ClientHello has arrived, before any upstream TLS.
+
+        The SNI name must be allowed and (regular mode) be the CONNECT host. Without interception an
+        allowed connection is passed through untouched; a refused one is closed (see ``server_connect``).
+        """
+        client = data.context.client
+        address = data.context.server.address
+        transparent = _mode_name(client) == "transparent"
+        connect_host = None if transparent or address is None else address[0]
+        destination = address[0] if transparent and address else None
+        sni = data.client_hello.sni
+        host, decision = decide_tls(self.current_policy(), sni, connect_host, destination)
+        mismatch = connect_host is not None and sni is not None and host != canonical_or_raw(connect_host)
+        if transparent or not decision.allowed:
+            self.report(client, host, decision)
+        if transparent and sni and decision.allowed and address:
+            # Connect to the name the client asked for, not to whatever address it sent the packets to.
+            data.context.server.address = (sni, address[1])
+        if ctx.options.invigil_intercept and not mismatch:
+            return  # intercept: requests are decided one by one, blocked ones get the block page
+        if decision.allowed:
+            data.ignore_connection = True
+            return
+        # Refuse: pass the bytes to nowhere. The upstream connection is vetoed in server_connect, so the
+        # client sees its connection closed without a ServerHello.
+        self.refused.add(client.id)
+        data.ignore_connection = True
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Called by mitmproxy before it opens any upstream connection: veto refused clients."""
+        if data.client.id in self.refused:
+            data.server.error = "refused by the exam's network policy"
+
+    def client_disconnected(self, client: Any) -> None:
+        """Called by mitmproxy when a client connection closes: forget it."""
+        self.refused.discard(client.id)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Called by mitmproxy for each HTTP request (plain HTTP; HTTPS only when intercepting), before
+        the body is read: decide the URL, answer a blocked one with the block page."""
+        if flow.response or flow.error or not flow.live:
+            return
+        request = flow.request
+        host_header = request.host_header
+        if _mode_name(flow.client_conn) == "transparent" and host_header and request.scheme == "http":
+            # No CONNECT: the Host header names the site; fetch from that name, not the packet's address.
+            with contextlib.suppress(ValueError):  # decide_request refuses a bad header
+                request.host = host_of_header(host_header)
+        host, decision = decide_request(self.current_policy(), request.url, request.host, host_header)
+        self.report(flow.client_conn, host, decision, request.url)
+        if not decision.allowed:
+            flow.response = http.Response.make(
+                403,
+                block_page(ctx.options.invigil_exam_title, request.pretty_url, decision.reason),
+                {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"},
+            )
+
+    def udp_start(self, flow: udp.UDPFlow) -> None:
+        """Called by mitmproxy for a new UDP flow (QUIC/HTTP3 would be one): never proxied."""
+        host = flow.server_conn.address[0] if flow.server_conn.address else ""
+        self.report(flow.client_conn, host, Decision(False, "UDP/QUIC is not allowed through the proxy"))
+        flow.kill()
+
+
+addons = [InvigilPolicy()]

@@ -1,0 +1,92 @@
+"""The proxy's pure decisions (netpolicy.gate) and its command line (netpolicy.proxy_cli): no mitmproxy."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from netpolicy import proxy_cli
+from netpolicy.gate import PolicyFile, block_page, decide_request, decide_tls
+from netpolicy.policy import parse_policy
+
+POLICY = parse_policy("allow exam.example.nl\nallow 10.0.0.5\nblock *.chatgpt.com\n")
+
+
+@pytest.mark.parametrize(
+    ("sni", "connect_host", "destination", "allowed", "reason"),
+    [
+        ("exam.example.nl", "exam.example.nl", None, True, "allowed by line 1"),
+        ("EXAM.example.nl.", "exam.example.nl", None, True, "allowed by line 1"),
+        (None, "exam.example.nl", None, True, "allowed by line 1"),  # no SNI: the CONNECT host decides
+        ("chat.chatgpt.com", "exam.example.nl", None, False, "does not match CONNECT host exam.example.nl"),
+        ("exam.example.nl.attacker.net", "exam.example.nl", None, False, "does not match"),
+        ("bad..name", "exam.example.nl", None, False, "invalid TLS server name"),
+        # transparent mode: no CONNECT host
+        ("exam.example.nl", None, "192.0.2.9", True, "allowed by line 1"),
+        ("chat.chatgpt.com", None, "10.0.0.5", False, "block *.chatgpt.com"),
+        (None, None, "10.0.0.5", True, "allow 10.0.0.5"),
+        (None, None, "192.0.2.9", False, "no rule allows 192.0.2.9"),
+    ],
+)
+def test_tls_decisions(sni, connect_host, destination, allowed, reason):
+    _, decision = decide_tls(POLICY, sni, connect_host, destination)
+    assert decision.allowed is allowed and reason in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "host_header", "allowed", "reason"),
+    [
+        ("http://exam.example.nl/x", "exam.example.nl", "exam.example.nl:80", True, "allowed"),
+        ("http://exam.example.nl/x", "exam.example.nl", None, True, "allowed"),
+        ("http://exam.example.nl/x", "exam.example.nl", "chat.chatgpt.com", False, "does not match"),
+        ("http://exam.example.nl/x", "exam.example.nl", "exam.example.nl@evil.com", False, "does not match"),
+        ("http://exam.example.nl/x", "exam.example.nl", "[zz", False, "invalid Host header"),
+        ("http://10.0.0.5/", "10.0.0.5", "167772165", True, "allow 10.0.0.5"),
+    ],
+)
+def test_request_decisions(url, target, host_header, allowed, reason):
+    _, decision = decide_request(POLICY, url, target, host_header)
+    assert decision.allowed is allowed and reason in decision.reason
+
+
+def test_block_page_names_the_exam_and_escapes_everything():
+    page = block_page("Algebra <script>", "http://x/<b>", "blocked by line 3: block *.chatgpt.com")
+    assert "Algebra &lt;script&gt;" in page and "http://x/&lt;b&gt;" in page and "block *.chatgpt.com" in page
+
+
+def test_policy_file_reload_keeps_the_old_policy_on_errors(tmp_path):
+    path = tmp_path / "exam.policy"
+    path.write_text("allow exam.example.nl\n")
+    watched = PolicyFile(path)
+    watched.load()
+    assert watched.reload_if_changed() == (False, None)
+    path.write_text("allow exam.example.nl\nblock *.chatgpt.com\n")
+    os.utime(path, ns=(1, 1))  # a different mtime even on a coarse clock
+    assert watched.reload_if_changed() == (True, None) and len(watched.policy.rules) == 2
+    path.write_text("allow exam.example.nl\nalow x.nl\n")
+    changed, problem = watched.reload_if_changed()
+    assert not changed and problem.startswith("line 2: unknown action 'alow'")
+    assert len(watched.policy.rules) == 2
+    path.unlink()
+    assert "cannot read" in watched.reload_if_changed()[1]
+    assert watched.reload_if_changed() == (False, None)  # reported once
+
+
+def test_command_line_runs_mitmdump_with_the_addon_and_fixed_settings(tmp_path):
+    policy = tmp_path / "exam.policy"
+    policy.write_text("allow exam.example.nl\n")
+    args = proxy_cli.build_parser().parse_args(
+        ["--policy", str(policy), "--mode", "transparent", "--listen-port", "8080", "--intercept", "--", "-q"]
+    )
+    command = proxy_cli.build_command(args, tmp_path / "mitmdump")
+    assert command[:3] == [str(tmp_path / "mitmdump"), "--mode", "transparent"]
+    assert ["-s", str(proxy_cli.ADDON)] == command[command.index("-s") : command.index("-s") + 2]
+    for setting in (
+        "connection_strategy=lazy",
+        "http3=false",
+        "invigil_intercept=true",
+        f"invigil_policy_file={policy}",
+    ):
+        assert setting in command
+    assert command[-1] == "-q" and "mitmweb" not in " ".join(command)
