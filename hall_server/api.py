@@ -11,6 +11,7 @@ import ipaddress
 import shutil
 from typing import Any
 
+import werkzeug.exceptions
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -57,10 +58,10 @@ def _json_body() -> Any:
     request.max_content_length = state().settings["json_max_bytes"]
     if request.mimetype != "application/json":
         raise errors.UnsupportedMediaType("send the body as Content-Type: application/json", "not_json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise errors.BadRequest("the body is not valid JSON", "bad_json")
-    return body
+    try:
+        return request.get_json()  # a literal null comes back as None; the parser names that problem
+    except (werkzeug.exceptions.BadRequest, RecursionError):  # RecursionError: nested deeper than we decode
+        raise errors.BadRequest("the body is not valid JSON", "bad_json") from None
 
 
 def _session() -> sessions.Session:

@@ -40,6 +40,10 @@ def _str(payload: dict[str, Any], key: str, *, max_len: int, required: bool = Tr
         raise p.ProtocolError("too_long", f"field {key!r} is longer than {max_len} characters")
     if "\x00" in value:
         raise p.ProtocolError("bad_value", f"field {key!r} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800") is no text the store can keep
+        raise p.ProtocolError("bad_value", f"field {key!r} is not valid Unicode (lone surrogate)") from None
     return value
 
 
@@ -60,7 +64,7 @@ def _time(payload: dict[str, Any], key: str) -> datetime:
     text = _str(payload, key, max_len=40)
     try:
         return from_wire(text or "")
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: the offset shifts year 1 or 9999 out of range
         raise p.ProtocolError("bad_time", f"field {key!r}: {exc}") from None
 
 
@@ -174,7 +178,7 @@ def parse_capture_meta(header: str | None) -> CaptureMeta:
         raise p.ProtocolError("too_long", f"header {p.META_HEADER} is longer than 4096 characters")
     try:
         payload = json.loads(header)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder recurses
         raise p.ProtocolError("bad_json", f"header {p.META_HEADER} is not valid JSON") from None
     payload = _need_object(payload, f"header {p.META_HEADER}")
     _unknown_keys(
