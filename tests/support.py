@@ -121,9 +121,9 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"server exited: {self.log_path.read_text()[-2000:]}"
             try:
-                if requests.get(f"{self.url}/api/v1/health", timeout=1, verify=verify).status_code == 200:
+                if requests.get(f"{self.url}/api/v1/health", timeout=5, verify=verify).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or slow to answer its first request
                 time.sleep(0.1)
         raise AssertionError(f"server did not answer in {timeout_s} s: {self.log_path.read_text()[-2000:]}")
 
