@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from agent.encode import luma
 
@@ -72,6 +73,8 @@ def thumbnail(image: np.ndarray, scale: int = DEFAULT_PARAMS.scale) -> np.ndarra
     """
     if scale < 1:
         raise ValueError("scale must be at least 1")
+    if image.ndim == 3 and scale > 1 and image.shape[0] >= scale and image.shape[1] >= scale:
+        return _thumbnail_rgb(image, scale)
     gray = image if image.ndim == 2 else luma(image)
     rows, cols = gray.shape[0] // scale, gray.shape[1] // scale
     if rows == 0 or cols == 0:
@@ -81,6 +84,19 @@ def thumbnail(image: np.ndarray, scale: int = DEFAULT_PARAMS.scale) -> np.ndarra
     sums = blocks.sum(axis=(1, 3), dtype=np.uint32)
     area = scale * scale
     return ((sums + area // 2) // area).astype(np.uint8)
+
+
+def _thumbnail_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
+    """Block-mean each colour with Pillow's C ``reduce``, then luma on the small image.
+
+    Luma is linear, so the mean of luma equals the luma of the means (up to one gray level of rounding);
+    this is about three times faster than luma over every screen pixel, which matters for the many
+    unchanged frames (``bench/agent.py``).
+    """
+    rows, cols = rgb.shape[0] // scale, rgb.shape[1] // scale
+    block = np.ascontiguousarray(rgb[: rows * scale, : cols * scale, :3])
+    small = np.asarray(Image.fromarray(block, "RGB").reduce(scale))
+    return luma(small)
 
 
 def _tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:

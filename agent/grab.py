@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from invigil import protocol
 
@@ -94,8 +95,13 @@ def check_display_server(environ: Mapping[str, str] | None = None, platform: str
 
 
 def frame_from_bgra(index: int, monitor: Mapping[str, Any], bgra: np.ndarray) -> MonitorFrame:
-    """Build a frame from an mss-style (h, w, 4) BGRA array; called by :class:`MssGrabber`."""
-    rgb = np.ascontiguousarray(bgra[:, :, 2::-1])
+    """Build a frame from an mss-style (h, w, 4) BGRA array; called by :class:`MssGrabber`.
+
+    Pillow's C unpacker reorders BGRX to RGB about twice as fast as a strided numpy copy.
+    """
+    height, width = bgra.shape[:2]
+    bgra = np.ascontiguousarray(bgra)
+    rgb = np.asarray(Image.frombuffer("RGB", (width, height), bgra, "raw", "BGRX", 0, 1))
     return MonitorFrame(index, int(monitor["left"]), int(monitor["top"]), rgb.shape[1], rgb.shape[0], rgb)
 
 

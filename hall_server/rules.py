@@ -19,6 +19,8 @@ REMOTE_TOOL_CATEGORIES = ("remote_access", "screen_sharing", "virtual_machine")
 def observations_for_device_event(event: DeviceEvent, exam_end: datetime) -> list[Observation]:
     """``exam_end`` is the student's own end (exam end plus extra time)."""
     detail = event.detail
+    if detail.get("state") == "ended":  # the agent reports that a VPN or tool went away: nothing to flag
+        return []
     if event.kind == "monitors":
         count = detail.get("count")
         if isinstance(count, int) and count > 1:

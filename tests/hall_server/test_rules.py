@@ -27,6 +27,8 @@ END = NOW + timedelta(minutes=30)
         ("help_request", {}, ["help_request"]),
         ("left", {}, ["left_early"]),
         ("agent_started", {}, []),
+        ("network_interface", {"category": "vpn", "names": [], "state": "ended"}, []),
+        ("process_category", {"category": "remote_access", "names": [], "state": "ended"}, []),
     ],
 )
 def test_device_event_rules(kind, detail, expected):
