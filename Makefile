@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[server,agent,dev]'
+	$(BIN)/pip install --quiet -e '.[server,agent,sentinel,dev]'
 	touch $(STAMP)
 
 debian:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import http.server
+import itertools
 import json
 import os
 import shutil
@@ -100,10 +101,15 @@ def wait_port(port: int, timeout_s: float = 20.0) -> None:
 Fetch = Callable[[], None]
 
 
-def fetcher(kind: str, origin_port: int, proxy_port: int | None, client_ctx: ssl.SSLContext | None) -> Fetch:
-    """One GET on a new connection: direct or through an explicit proxy, http or https."""
+def fetcher(
+    kind: str, origin_port: int, proxy_port: int | list[int] | None, client_ctx: ssl.SSLContext | None
+) -> Fetch:
+    """One GET on a new connection: direct or through an explicit proxy, http or https. A list of proxy
+    ports takes them in turn, as the gateway's nft ``numgen`` rule spreads connections over workers."""
+    turn = itertools.count()
 
     def fetch() -> None:
+        proxy_port = ports[next(turn) % len(ports)] if ports else None
         if kind == "https":
             if proxy_port:
                 conn = http.client.HTTPSConnection("127.0.0.1", proxy_port, context=client_ctx, timeout=10)
@@ -125,6 +131,7 @@ def fetcher(kind: str, origin_port: int, proxy_port: int | None, client_ctx: ssl
         finally:
             conn.close()
 
+    ports = proxy_port if isinstance(proxy_port, list) else [proxy_port] if proxy_port else []
     return fetch
 
 
@@ -233,6 +240,9 @@ def main() -> None:
     parser.add_argument("--latency-n", type=int, default=200, help="sequential requests for latency")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration-s", type=float, default=4.0, help="throughput phase per row")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="passthrough mitmdump processes for the multi-worker row"
+    )
     parser.add_argument("--laptops", type=int, default=1000)
     parser.add_argument("--per-laptop-s", type=float, default=10.0, help="one request per laptop per this")
     options = parser.parse_args()
@@ -257,17 +267,28 @@ def main() -> None:
     intercept_port, intercepting = start_mitmdump(
         folder, policy, sink.server_address[1], folder / "ca.pem", True
     )
+    workers = [
+        start_mitmdump(folder, policy, sink.server_address[1], folder / "ca.pem", False)
+        for _ in range(max(0, options.workers - 1))
+    ]
+    worker_ports = [passthrough_port] + [port for port, _ in workers]
     mitm_trust = ssl.create_default_context(cafile=str(folder / "conf" / "mitmproxy-ca-cert.pem"))
     squid = start_squid(folder, http_port, https_port)
-    processes = [passthrough, intercepting] + ([squid[1]] if squid else [])
+    processes = [passthrough, intercepting, *(process for _, process in workers)]
+    processes += [squid[1]] if squid else []
     rows: dict[str, dict[str, float]] = {}
     try:
-        plan: list[tuple[str, Fetch, subprocess.Popen[bytes] | None]] = [
+        plan: list[tuple[str, Fetch, subprocess.Popen[bytes] | list[subprocess.Popen[bytes]] | None]] = [
             ("https direct", fetcher("https", https_port, None, origin_trust), None),
             (
                 "https mitmdump passthrough",
                 fetcher("https", https_port, passthrough_port, origin_trust),
                 passthrough,
+            ),
+            (
+                f"https mitmdump passthrough x{len(worker_ports)}",
+                fetcher("https", https_port, worker_ports, origin_trust),
+                [passthrough, *(process for _, process in workers)],
             ),
             (
                 "https mitmdump intercepted",
@@ -283,15 +304,21 @@ def main() -> None:
             )
             plan.append(("http squid", fetcher("http", http_port, squid[0], None), squid[1]))
         for name, fetch, process in plan:
-            watched = psutil.Process(process.pid) if process else None
-            cpu_before = sum(watched.cpu_times()[:2]) if watched else 0.0
-            started = time.monotonic()
+            group = process if isinstance(process, list) else [process] if process else []
+            watched = [psutil.Process(member.pid) for member in group]
+            cpu_before = sum(sum(w.cpu_times()[:2]) for w in watched)
+            started, machine_before = time.monotonic(), psutil.cpu_times()
             row = measure(fetch, options.latency_n, options.concurrency, options.duration_s)
+            machine_after = psutil.cpu_times()
+            row["machine_idle_pct"] = (
+                100
+                * (machine_after.idle - machine_before.idle)
+                / max(1e-9, sum(machine_after) - sum(machine_before))
+            )
             if watched:
-                row["proxy_cpu_pct"] = (
-                    100 * (sum(watched.cpu_times()[:2]) - cpu_before) / (time.monotonic() - started)
-                )
-                row["proxy_rss_mb"] = watched.memory_info().rss / 2**20
+                cpu = sum(sum(w.cpu_times()[:2]) for w in watched) - cpu_before
+                row["proxy_cpu_pct"] = 100 * cpu / (time.monotonic() - started)
+                row["proxy_rss_mb"] = sum(w.memory_info().rss for w in watched) / 2**20
             rows[name] = row
     finally:
         for process in processes:
@@ -306,14 +333,14 @@ def main() -> None:
     )
     print(
         f"{'path':30} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'proxy CPU%':>10} "
-        f"{'RSS MiB':>8} {'errors':>6}"
+        f"{'RSS MiB':>8} {'errors':>6} {'machine idle %':>14}"
     )
     for name, row in rows.items():
         cpu = f"{row['proxy_cpu_pct']:.0f}" if "proxy_cpu_pct" in row else "-"
         rss = f"{row['proxy_rss_mb']:.0f}" if "proxy_rss_mb" in row else "-"
         print(
             f"{name:30} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f} {row['rps']:8.0f} {cpu:>10} {rss:>8} "
-            f"{row['errors']:6.0f}"
+            f"{row['errors']:6.0f} {row['machine_idle_pct']:14.0f}"
         )
 
     def ratio(a: str, b: str, key: str) -> str:
@@ -343,9 +370,14 @@ def main() -> None:
         f"= {load:.0f} req/s, "
         "each on a new connection (worst case)"
     )
-    for name in ("https mitmdump passthrough", "https mitmdump intercepted", "http mitmdump"):
+    multi = f"https mitmdump passthrough x{len(worker_ports)}"
+    for name in ("https mitmdump passthrough", multi, "https mitmdump intercepted", "http mitmdump"):
         print(f"  {name:30} {100 * load / rows[name]['rps']:5.1f} % of measured capacity")
     print(f"\nSite events delivered to the sink: {sink.events}")
+    print(
+        "machine idle %: the whole machine's idle CPU during the row; near 0 means the proxy was starved of\n"
+        "CPU (by the client, the origins or other load), whatever its own CPU % says."
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -130,6 +130,11 @@ class SiteEventSender:
         self.retry_max_s = retry_max_s
         self.timeout_s = timeout_s
         self.post = post or self._http_post
+        # Built once: loading the CA bundle takes tens of milliseconds holding the GIL, which stalls
+        # mitmproxy's event loop (and so every connection) when done per POST.
+        self._tls: ssl.SSLContext | None = None
+        if self.server_url.startswith("https://"):
+            self._tls = ssl.create_default_context(cafile=ca_file or None)
         self.queue: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_queue)
         self.dropped = 0
         self.sent = 0
@@ -226,9 +231,8 @@ class SiteEventSender:
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
             self.server_url + SITE_EVENTS_PATH, body, headers, method="POST"
         )
-        context = ssl.create_default_context(cafile=self.ca_file or None)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=context) as answer:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls) as answer:  # noqa: S310
                 answer.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read(2000).decode("utf-8", "replace")

@@ -9,6 +9,11 @@ needs=(
   "xdpyinfo x11-utils"
   "xsetroot x11-xserver-utils"
   "fc-list fontconfig"
+  "strace strace"
+  "nft nftables"
+  "dnsmasq dnsmasq-base"
+  "tcpdump tcpdump"
+  "ip iproute2"
 )
 missing=()
 for pair in "${needs[@]}"; do
