@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long leaving may send (default 60)",
     )
     add("--duration", type=float, metavar="S", help="leave by itself after S seconds (demos and tests)")
+    add(
+        "--source-address",
+        metavar="IP",
+        help="send from this local address (labs and demos running several agents on one machine)",
+    )
     add("-v", "--verbose", action="store_true", help="log what the agent does to stderr")
     return parser
 
@@ -111,11 +116,15 @@ def candidate_urls(args: argparse.Namespace, bundle: AgentBundle | None) -> list
     return urls + list(bundle.server_urls if bundle else ())
 
 
-def connect(urls: Sequence[str], ca_file: str | None, insecure_dev: bool) -> HallClient:
+def connect(
+    urls: Sequence[str], ca_file: str | None, insecure_dev: bool, source_address: str | None = None
+) -> HallClient:
     """The first URL whose server answers (TLS verified against the hall CA unless --insecure-dev)."""
     problems = []
     for url in urls:
-        client = HallClient(url, ca_file=ca_file, insecure_dev=insecure_dev, timeout_s=15.0)
+        client = HallClient(
+            url, ca_file=ca_file, insecure_dev=insecure_dev, timeout_s=15.0, source_address=source_address
+        )
         try:
             client.request("GET", "/health")
             return client
@@ -177,7 +186,8 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     agent_id = new_record_id()
     os_name = f"{platform.system()} {platform.release()}"[:64]
     try:
-        client = connect(candidate_urls(args, bundle), str(ca_file) if ca_file else None, bundle is None)
+        urls = candidate_urls(args, bundle)
+        client = connect(urls, str(ca_file) if ca_file else None, bundle is None, args.source_address)
         student_number = ask("Your student number", args.student_number, gui)
         join_code = ask("The join code shown in the hall", args.join_code, gui)
         answer = client.enrol(

@@ -52,6 +52,7 @@ class HallClient:
         ca_file: str | None = None,
         insecure_dev: bool = False,
         timeout_s: float = 30.0,
+        source_address: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -61,6 +62,9 @@ class HallClient:
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
         self.timeout_s = timeout_s
+        # Several agents on one machine (labs, the demo) each send from their own loopback address, so the
+        # network policy can tell them apart by client address as it does laptops in a hall.
+        self.source_address = (source_address, 0) if source_address else None
         self.context = tls_context(ca_file, insecure_dev) if self.https else None
         self.token: str | None = None
         self._conn: http.client.HTTPConnection | None = None
@@ -69,10 +73,16 @@ class HallClient:
         if self._conn is None:
             if self.https:
                 self._conn = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=self.timeout_s, context=self.context
+                    self.host,
+                    self.port,
+                    timeout=self.timeout_s,
+                    context=self.context,
+                    source_address=self.source_address,
                 )
             else:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                self._conn = http.client.HTTPConnection(
+                    self.host, self.port, timeout=self.timeout_s, source_address=self.source_address
+                )
         return self._conn
 
     def close(self) -> None:

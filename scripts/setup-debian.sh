@@ -14,6 +14,7 @@ needs=(
   "dnsmasq dnsmasq-base"
   "tcpdump tcpdump"
   "ip iproute2"
+  "pdftotext poppler-utils"
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -21,6 +22,9 @@ for pair in "${needs[@]}"; do
   command -v "$1" >/dev/null 2>&1 || missing+=("$2")
 done
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=("fonts-dejavu-core")
+# WeasyPrint (PDF reports) needs pango.
+ldconfig -p | grep -q 'libpango-1.0.so' || missing+=("libpango-1.0-0")
+ldconfig -p | grep -q 'libpangoft2-1.0.so' || missing+=("libpangoft2-1.0-0")
 if [ "${1:-}" = "bench" ]; then  # the peers and tools the benchmarks compare against
   command -v squid >/dev/null 2>&1 || missing+=("squid")
   command -v ffmpeg >/dev/null 2>&1 || missing+=("ffmpeg")
