@@ -20,7 +20,13 @@ debian:
 proxy-venv:
 	bash scripts/setup-proxy-venv.sh
 
-setup: debian $(STAMP) proxy-venv
+# Front-end libraries come from the npm registry (lock file committed, node_modules never).
+NPM_STAMP := dashboard/node_modules/.installed
+$(NPM_STAMP): dashboard/package-lock.json
+	npm ci --prefix dashboard --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+setup: debian $(STAMP) proxy-venv $(NPM_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

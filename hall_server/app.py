@@ -8,19 +8,22 @@ and by tests.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hall_server import crypto, db, errors
+from hall_server import crypto, db, errors, live
 from hall_server.api import bp as api_bp
+from hall_server.api import get_health
 from hall_server.blobs import BlobStore
 from hall_server.settings import load_settings
 from hall_server.web import HallState, init_app
-from invigil.protocol import ProtocolError
+from invigil.protocol import API_PREFIX, ProtocolError
 
 log = logging.getLogger("invigil.server")
 
@@ -36,6 +39,24 @@ def load_service_token(settings: dict[str, Any], data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def load_secret_key(settings: dict[str, Any], data_dir: Path) -> bytes:
+    """The key that signs staff session cookies; created (0600) on first start when no file is configured.
+
+    Created with O_EXCL so processes starting at once (ingest and live) agree on one key."""
+    path = Path(settings["secret_key_file"]) if settings["secret_key_file"] else data_dir / "secret.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+    key = path.read_text().strip()
+    if len(key) < 32:  # an empty file from an interrupted first start, or a hand-made weak key
+        raise ValueError(f"{path} holds no usable secret key: delete it to have a new one made")
+    return key.encode()
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings = load_settings(overrides=test_config)
     data_dir = Path(settings["data_dir"]).resolve()
@@ -43,6 +64,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings["capture_max_bytes"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config.update(
+        SECRET_KEY=load_secret_key(settings, data_dir),
+        SESSION_COOKIE_NAME="invigil_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(settings["cookie_secure"]),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings["staff_session_hours"]),
+    )
     if settings["trust_proxy_headers"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -57,7 +86,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             service_token=load_service_token(settings, data_dir),
         ),
     )
-    app.register_blueprint(api_bp)
+    live.init_app(app, data_dir, settings)
+    if settings["process_role"] != "live":
+        app.register_blueprint(api_bp)
+    else:  # the staff-only process still answers liveness checks
+        app.add_url_rule(f"{API_PREFIX}/health", "health", get_health)
+    if settings["process_role"] != "ingest":
+        from dashboard import init_app as init_dashboard
+
+        init_dashboard(app)
     _register_error_handlers(app)
     return app
 

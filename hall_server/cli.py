@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hall_server import serve as serving
+from hall_server.review_cli import register as register_review_commands
 from hall_server.settings import SETTINGS, settings_markdown
 
 
@@ -38,6 +39,21 @@ def main() -> None:
     help="gunicorn worker type (docs/architecture.md says why gthread).",
 )
 @click.option("--threads", default=32, show_default=True, help="Threads per gthread worker.")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "ingest", "live"]),
+    envvar="INVIGIL_PROCESS_ROLE",
+    default="all",
+    show_default=True,
+    help="all: agent API + dashboard in one process; ingest: agent API only, live events through "
+    "--message-queue; live: dashboard + Socket.IO only (one worker). See docs/dashboard.md.",
+)
+@click.option(
+    "--message-queue",
+    envvar="INVIGIL_MESSAGE_QUEUE",
+    default="",
+    help="Socket.IO message queue URL, e.g. redis://127.0.0.1:6379/0 (needed by --role ingest).",
+)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve(
     data_dir: Path,
@@ -47,12 +63,30 @@ def serve(
     workers: int,
     worker_class: str,
     threads: int,
+    role: str,
+    message_queue: str,
     access_log: bool,
 ) -> None:
-    """Serve the agent API (and, once provisioned, the dashboard) under gunicorn.
+    """Serve the agent API and the dashboard under gunicorn (or one of them, with --role).
 
     Example: invigil-server serve --data-dir ./invigil-data --bind 127.0.0.1:8080
+
+    Example (Redis layout): invigil-server serve --role ingest --workers 2 --message-queue
+    redis://127.0.0.1:6379/0 --bind 0.0.0.0:8443 ... and invigil-server serve --role live --message-queue
+    redis://127.0.0.1:6379/0 --bind 127.0.0.1:8081
     """
+    if role == "ingest" and not message_queue:
+        raise click.UsageError("--role ingest needs --message-queue (the live process listens there)")
+    if role == "live" and workers != 1:
+        raise click.UsageError(
+            "the dashboard's Socket.IO needs exactly one worker: run more with --role ingest"
+        )
+    if role == "all" and workers != 1:
+        click.echo(
+            "warning: with several workers the dashboard's live view is unreliable (Socket.IO needs one "
+            "process): use --role ingest and --role live (docs/dashboard.md)",
+            err=True,
+        )
     data_dir = data_dir.resolve()
     applied = serving.prepare_data_dir(data_dir)
     if applied:
@@ -67,12 +101,19 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             access_log=access_log,
+            control_socket="gunicorn.ctl" if role == "all" else f"gunicorn-{role}.ctl",
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     scheme = "https" if tls_cert else "http"
     click.echo(f"Invigil hall server on {scheme}://{bind} (data: {data_dir})", err=True)
-    serving.run(options, {"data_dir": str(data_dir)})
+    app_config = {
+        "data_dir": str(data_dir),
+        "process_role": role,
+        "message_queue": message_queue,
+        "cookie_secure": bool(tls_cert),
+    }
+    serving.run(options, app_config)
 
 
 @main.command()
@@ -100,3 +141,7 @@ def show_settings(markdown: bool) -> None:
         return
     for setting in SETTINGS:
         click.echo(f"{setting.env_var:<34} {setting.default!r:<24} {setting.help}")
+
+
+# Review, integrity, retention and audit (issue 6) live in their own module; registered here.
+register_review_commands(main)

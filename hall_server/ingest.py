@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server import errors, exams, images, rules
+from hall_server import chain, errors, exams, images, live, rules
 from hall_server.blobs import BlobStore
 from hall_server.db import write_transaction
 from hall_server.sessions import Session, add_observation
@@ -105,6 +105,7 @@ def store_capture(
                     f"capture {capture_id} was already stored with other content", "id_reused"
                 )
             return False
+        chain.link(db, "capture", session.id, capture_id)
     return True
 
 
@@ -138,6 +139,7 @@ def store_thumbnail(
             "UPDATE capture SET thumb_sha256 = ? WHERE session_id = ? AND capture_id = ?",
             [sha, session.id, capture_id],
         )
+    live.new_thumbnail(session.exam_id, session.id, capture_id)
     return True
 
 
@@ -169,6 +171,7 @@ def store_unchanged(
                 record.since_capture_id,
             ],
         )
+        chain.link(db, "capture", session.id, record_id)
     return True
 
 
@@ -179,6 +182,7 @@ def store_device_events(
 
     Returns (stored, duplicates)."""
     stored = 0
+    raised: list[int] = []
     with write_transaction(db):
         for event in events:
             cursor = db.execute(
@@ -197,13 +201,20 @@ def store_device_events(
             if cursor.rowcount == 0:
                 continue
             stored += 1
+            chain.link(db, "device_event", session.id, event.id)
             for kind, detail in rules.observations_for_device_event(event, session.student_ends_at):
-                add_observation(db, session.exam_id, session.id, kind, event.agent_time, detail)
+                raised.append(
+                    add_observation(db, session.exam_id, session.id, kind, event.agent_time, detail)
+                )
             if event.kind == "left":
                 db.execute(
                     "UPDATE agent_session SET ended_at = ?, state = 'left' WHERE id = ?",
                     [to_wire(now), session.id],
                 )
+    if stored:
+        live.seat_changed(session.exam_id, session.id)
+    for observation_id in raised:
+        live.observation(session.exam_id, session.id, observation_id)
     return stored, len(events) - stored
 
 
@@ -223,6 +234,7 @@ def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: d
     An event from an address no session uses is kept unattributed (exam_id NULL): the hall still wants to
     know. Returns (stored, duplicates)."""
     stored = 0
+    raised: list[tuple[int, int | None, int]] = []
     with write_transaction(db):
         for event in events:
             owner = _session_for_ip(db, event.client_ip, event.time)
@@ -247,7 +259,17 @@ def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: d
             if cursor.rowcount == 0:
                 continue
             stored += 1
+            if session_id is not None:
+                chain.link(db, "site_event", session_id, event.source, event.id)
             if exam_id is not None:
                 for kind, detail in rules.observations_for_site_event(event):
-                    add_observation(db, exam_id, session_id, kind, event.time, detail)
+                    raised.append(
+                        (
+                            exam_id,
+                            session_id,
+                            add_observation(db, exam_id, session_id, kind, event.time, detail),
+                        )
+                    )
+    for exam_id, session_id, observation_id in raised:
+        live.observation(exam_id, session_id, observation_id)
     return stored, len(events) - stored

@@ -189,3 +189,73 @@ def m001_core(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS()
+def m002_live_hall(db: Database) -> None:
+    """Attendance (ID checked) per roster entry, and the indexes the live hall view reads by."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE roster ADD COLUMN attendance_checked_at TEXT;
+        ALTER TABLE roster ADD COLUMN attendance_checked_by INTEGER REFERENCES user(id);
+        CREATE INDEX observation_open ON observation(exam_id, acknowledged_at);
+        CREATE INDEX agent_session_roster ON agent_session(roster_id, enrolled_at);
+        CREATE INDEX audit_log_at ON audit_log(at);
+        """,
+    )
+
+
+@MIGRATIONS()
+def m003_chain_review(db: Database) -> None:
+    """Review and reports (issue 6): the per-session hash chain over captures, device events and site
+    events (hall_server/chain.py), findings that confirm others (hall_server/findings.py), case holds and the
+    deletion log of retention (hall_server/retention.py). Findings and the audit log are append-only."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE agent_session ADD COLUMN chain_head TEXT;
+        ALTER TABLE agent_session ADD COLUMN chain_length INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE capture ADD COLUMN chain_seq INTEGER;
+        ALTER TABLE capture ADD COLUMN chain_hash TEXT;
+        ALTER TABLE device_event ADD COLUMN chain_seq INTEGER;
+        ALTER TABLE device_event ADD COLUMN chain_hash TEXT;
+        ALTER TABLE site_event ADD COLUMN chain_seq INTEGER;
+        ALTER TABLE site_event ADD COLUMN chain_hash TEXT;
+        CREATE INDEX device_event_session ON device_event(session_id, agent_time);
+        ALTER TABLE annotation ADD COLUMN confirms INTEGER REFERENCES annotation(id);
+        ALTER TABLE annotation ADD COLUMN observation_id INTEGER;
+        CREATE INDEX annotation_session ON annotation(session_id, span_start);
+        CREATE INDEX audit_log_exam ON audit_log(exam_id, at);
+        ALTER TABLE exam ADD COLUMN retention_done_at TEXT;
+        CREATE TABLE case_hold (
+            id INTEGER PRIMARY KEY,
+            exam_id INTEGER NOT NULL REFERENCES exam(id),
+            student_number TEXT NOT NULL,
+            placed_by INTEGER REFERENCES user(id),
+            reason TEXT NOT NULL,
+            placed_at TEXT NOT NULL,
+            lifted_by INTEGER REFERENCES user(id),
+            lifted_at TEXT
+        );
+        CREATE INDEX case_hold_exam ON case_hold(exam_id, lifted_at);
+        CREATE TABLE deletion_log (
+            id INTEGER PRIMARY KEY,
+            exam_id INTEGER NOT NULL REFERENCES exam(id),
+            at TEXT NOT NULL,
+            by TEXT NOT NULL,
+            complete INTEGER NOT NULL,
+            held_students TEXT NOT NULL DEFAULT '[]',
+            counts TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+    )
+    # A trigger body holds ";" so it cannot go through _run_script's statement split.
+    db.execute(
+        "CREATE TRIGGER annotation_append_only BEFORE UPDATE ON annotation BEGIN "
+        "SELECT RAISE(ABORT, 'findings are never edited in place: record a correction instead'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log BEGIN "
+        "SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )

@@ -7,6 +7,7 @@ SQLite serialises the short commits. ``gevent`` is available for many idle keep-
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def gunicorn_options(
     tls_cert: str | None,
     tls_key: str | None,
     access_log: bool,
+    control_socket: str = "gunicorn.ctl",
 ) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": [bind],
@@ -41,7 +43,7 @@ def gunicorn_options(
         "keepalive": 75,  # agents upload every few seconds over one kept-alive connection
         "timeout": 60,
         "graceful_timeout": 20,
-        "control_socket": str(data_dir / "gunicorn.ctl"),  # per instance, never the shared default
+        "control_socket": str(data_dir / control_socket),  # per instance, never the shared default
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
         "preload_app": False,
@@ -55,6 +57,14 @@ def gunicorn_options(
 
 def run(options: dict[str, Any], app_config: dict[str, Any]) -> None:
     """Start gunicorn in this process with ``options``; each worker builds the app from ``app_config``."""
+    # Our own log lines (policy published, mDNS, unexpected errors) go where gunicorn's go.
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    )
+    invigil_log = logging.getLogger("invigil")
+    invigil_log.addHandler(handler)
+    invigil_log.setLevel(logging.INFO)
     if options["worker_class"] == "gevent":
         from gevent import monkey
 
@@ -68,8 +78,14 @@ def run(options: dict[str, Any], app_config: dict[str, Any]) -> None:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
+            from hall_server import announce
             from hall_server.app import create_app
+            from hall_server.policy_publish import start_for_app
 
-            return create_app(app_config)
+            app = create_app(app_config)
+            # In the worker: threads and sockets must not be made before gunicorn forks.
+            start_for_app(app)
+            announce.start_for_app(app, announce.api_port(options["bind"]), options.get("certfile"))
+            return app
 
     HallServer().run()

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server import errors, rules
+from hall_server import errors, live, rules
 from hall_server.db import write_transaction
 from invigil.payloads import Enrolment, Heartbeat
 from invigil.timeutil import from_wire, to_wire
@@ -75,12 +75,14 @@ def add_observation(
     kind: str,
     at: datetime,
     detail: dict[str, Any],
-) -> None:
-    """Insert one observation; call inside the write transaction that stores its cause."""
-    db.execute(
+) -> int:
+    """Insert one observation; call inside the write transaction that stores its cause. Returns its id:
+    pass it to ``live.observation`` once the transaction committed."""
+    cursor = db.execute(
         "INSERT INTO observation (exam_id, session_id, kind, at, detail) VALUES (?,?,?,?,?)",
         [exam_id, session_id, kind, to_wire(at), json.dumps(detail)],
     )
+    return int(cursor.lastrowid or 0)
 
 
 def enrol(
@@ -140,8 +142,10 @@ def enrol(
         )
         session_id = int(cursor.lastrowid or 0)
         skew = rules.clock_skew(enrolment.agent_time, now, settings["clock_skew_max_s"])
-        if skew:
-            add_observation(db, exam_id, session_id, skew[0], now, skew[1])
+        raised = add_observation(db, exam_id, session_id, skew[0], now, skew[1]) if skew else None
+    live.seat_changed(exam_id, session_id)
+    if raised:
+        live.observation(exam_id, session_id, raised)
     row = db.execute(_SESSION_QUERY + " WHERE s.id = ?", [session_id]).fetchone()
     return token, _session_from_row(row)
 
@@ -189,8 +193,9 @@ def heartbeat(
             and rules.clock_skew(from_wire(previous[0]), from_wire(previous[1]), settings["clock_skew_max_s"])
             is not None
         )
+        raised = None
         if skew and not was_skewed:  # one observation when the skew starts, not one per heartbeat
-            add_observation(db, session.exam_id, session.id, skew[0], now, skew[1])
+            raised = add_observation(db, session.exam_id, session.id, skew[0], now, skew[1])
         pending = db.execute(
             "SELECT id, kind, created_at FROM instruction WHERE session_id = ? AND "
             "delivered_at IS NULL ORDER BY id",
@@ -202,4 +207,6 @@ def heartbeat(
                 f"UPDATE instruction SET delivered_at = ? WHERE id IN ({','.join('?' * len(pending))})",  # noqa: S608
                 [to_wire(now), *[row[0] for row in pending]],
             )
+    if raised:
+        live.observation(session.exam_id, session.id, raised)
     return [{"id": row[0], "kind": row[1], "created_at": row[2]} for row in pending]

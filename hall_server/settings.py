@@ -96,6 +96,76 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Take the client address from X-Forwarded-For (only behind a reverse proxy you run).",
     ),
+    Setting(
+        "process_role",
+        "all",
+        "What this server process does: all (agent API, dashboard and Socket.IO in one process), ingest "
+        "(agent API only; live events go out through message_queue) or live (dashboard and Socket.IO only). "
+        "See docs/dashboard.md.",
+    ),
+    Setting(
+        "message_queue",
+        "",
+        "Socket.IO message queue URL (e.g. redis://127.0.0.1:6379/0) through which ingest workers in other "
+        "processes emit live events; empty means the embedded single-process bus.",
+    ),
+    Setting(
+        "live_emit_interval_s",
+        0.25,
+        "How often the live bus sends each hall's coalesced seat and observation events, in seconds "
+        "(stale/offline states are recomputed about once a second).",
+    ),
+    Setting(
+        "seat_stale_intervals",
+        2,
+        "A seat turns stale when no heartbeat came for this many capture intervals.",
+    ),
+    Setting(
+        "seat_offline_s",
+        60,
+        "A seat turns offline when no heartbeat came for this many seconds (and at least the stale time).",
+    ),
+    Setting(
+        "secret_key_file",
+        "",
+        "File holding the key that signs staff session cookies; empty means <data_dir>/secret.key, created "
+        "(0600) on first start.",
+    ),
+    Setting(
+        "cookie_secure",
+        False,
+        "Mark the staff session cookie Secure (set by `invigil-server serve` when it serves TLS).",
+    ),
+    Setting(
+        "staff_session_hours",
+        12,
+        "How long a staff login lasts before the dashboard asks for the password again.",
+    ),
+    Setting(
+        "login_max_failures",
+        5,
+        "Failed logins per username and address before the login waits; each further failure doubles "
+        "the wait.",
+    ),
+    Setting("login_lockout_s", 30, "The first wait after login_max_failures failures, in seconds."),
+    Setting(
+        "thumbnail_cache_s",
+        3600,
+        "Cache-Control max-age of a thumbnail or capture fetched by the dashboard (content never changes "
+        "under its id).",
+    ),
+    Setting(
+        "policy_publish_interval_s",
+        10,
+        "How often the server writes the running exams' network policy to <data_dir>/proxy/exam.policy, "
+        "where the proxy picks it up without a restart; 0 turns publishing off.",
+    ),
+    Setting(
+        "mdns_addresses",
+        "",
+        "Comma-separated addresses of the hall interface on which the server advertises _invigil._tcp and "
+        "browses for agents over mDNS; empty turns discovery off (the roster still works from enrolment).",
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -118,6 +188,8 @@ def load_settings(
         if key not in SETTINGS_BY_NAME:
             raise KeyError(f"unknown setting {key!r}; known: {', '.join(sorted(SETTINGS_BY_NAME))}")
         values[key] = value
+    if values["process_role"] not in ("all", "ingest", "live"):
+        raise ValueError("process_role must be all, ingest or live")
     if str(values["sqlite_synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ValueError("sqlite_synchronous must be FULL, NORMAL or EXTRA")
     return values

@@ -15,6 +15,9 @@ needs=(
   "tcpdump tcpdump"
   "ip iproute2"
   "pdftotext poppler-utils"
+  "chromium chromium"
+  "redis-server redis-server"
+  "npm npm"
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -40,8 +40,9 @@ def test_demo_runs_a_hall_and_stops_cleanly_on_ctrl_c(tmp_path):
     store = db.connect(data)
     per_student = dict(
         store.execute(
-            "SELECT r.student_number, SUM(c.changed) FROM agent_session s JOIN roster r ON r.id = s.roster_id "
-            "JOIN capture c ON c.session_id = s.id GROUP BY r.student_number"
+            "SELECT r.student_number, SUM(c.changed) FROM agent_session s "
+            "JOIN roster r ON r.id = s.roster_id JOIN capture c ON c.session_id = s.id "
+            "GROUP BY r.student_number"
         ).fetchall()
     )
     assert set(per_student) == {"s1001", "s1002", "s1003"} and all(n >= 1 for n in per_student.values())

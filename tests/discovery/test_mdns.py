@@ -240,3 +240,57 @@ def test_agent_finds_hall_and_hall_follows_agent_over_real_multicast(netns_pair:
     finally:
         for peer in peers:
             peer.stop()
+
+
+def test_served_hall_server_advertises_itself_and_sees_agents(netns_pair: Pair, tmp_path: Path) -> None:
+    """The real `invigil-server serve` with INVIGIL_MDNS_ADDRESSES, inside the hall namespace."""
+    from support import free_port, provision_exam
+
+    setup = provision_exam(tmp_path / "data")
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns_pair.hall_ns,
+                "env",
+                f"INVIGIL_MDNS_ADDRESSES={netns_pair.hall_ip}",
+                str(Path(sys.executable).parent / "invigil-server"),
+                "serve",
+                "--data-dir",
+                str(setup.data_dir),
+                "--bind",
+                f"{netns_pair.hall_ip}:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    agent = None
+    try:
+        deadline = time.monotonic() + 20
+        while "mDNS: advertising" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        agent = Peer(netns_pair.agent_ns, "agent", netns_pair.agent_ip, "agent-served01")
+        agent.wait_for(event="ready")
+        agent.send("find 8")
+        halls = agent.wait_for(event="halls", timeout_s=12)
+        assert [(h["hall_id"], h["exam_id"], h["port"]) for h in halls["compatible"]] == [
+            (str(setup.hall_id), str(setup.exam_id), port)
+        ]
+        seen = "mDNS: agent agent-served01 present"
+        deadline = time.monotonic() + 15
+        while seen not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert seen in log_path.read_text(), log_path.read_text()[-2000:]
+    finally:
+        if agent is not None:
+            agent.stop()
+        import os
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)

@@ -484,8 +484,15 @@ def test_decide_url_is_total_for_non_text(policy: Policy) -> None:
 # --- properties
 
 label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+
+
+def numeric(label_text: str) -> bool:
+    """WHATWG's "ends in a number": digits, or 0x and hex digits (even none), make an IPv4 part."""
+    return re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", label_text) is not None
+
+
 hostname = (
-    st.lists(label, min_size=2, max_size=4).map(".".join).filter(lambda h: not h.split(".")[-1].isdigit())
+    st.lists(label, min_size=2, max_size=4).map(".".join).filter(lambda h: not numeric(h.split(".")[-1]))
 )
 
 
@@ -497,7 +504,7 @@ def test_exact_allow_is_exact(host: str, extra: str) -> None:
     assert p.decide_url(f"https://{host}/x").allowed
     for other in (f"{host}.{extra}", f"{extra}{host}", f"{extra}.{host}", f"{extra}-{host}"):
         assume(other != host)
-        if not other.split(".")[-1].isdigit():
+        if not numeric(other.split(".")[-1]):
             assert not p.decide_host(other).allowed, other
             assert not p.decide_url(f"https://{other}/").allowed, other
     assert not p.decide_url(f"https://{host}@{extra}.invalid/").allowed
@@ -509,7 +516,7 @@ def test_suffix_allow_covers_subdomains_only(host: str, extra: str) -> None:
     assert p.decide_host(f"{extra}.{host}").allowed
     assert not p.decide_host(host).allowed
     assert not p.decide_host(f"{extra}{host}").allowed
-    if not extra.isdigit():
+    if not numeric(extra):
         other = f"{host}.{extra}"
         assert p.decide_host(other).allowed is other.endswith("." + host)
 

@@ -1,0 +1,179 @@
+"""Staff login, logout, the current user and CSRF protection for the dashboard blueprint.
+
+The login is a Flask session cookie (HttpOnly, SameSite=Lax, Secure under TLS; configured by
+``hall_server.app``) holding the user id and a random login id; logging out revokes that login id in this
+process (the one process that serves the dashboard), so a copied cookie stops working too. Every
+state-changing request carries a CSRF token (Flask-WTF's signed, session-bound token) as the
+``csrf_token`` form field or the ``X-CSRFToken`` header.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from wtforms import ValidationError
+
+from hall_server import staff
+from hall_server.web import get_db
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TtlCache:
+    """A small bounded cache whose entries expire: who a cookie's user is, what they may watch, exam keys.
+
+    Thumbnails arrive by the dozen per second; each would otherwise cost the same few queries. A disabled
+    account or a removed assignment takes effect within ``ttl_s``."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 4096) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (now + self.ttl_s, value)
+        return value
+
+
+class Revocations:
+    """Login ids logged out before their cookie expired; bounded by the session lifetime."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def revoke(self, login_id: str, lifetime_s: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._until = {key: until for key, until in self._until.items() if until > now}
+            self._until[login_id] = now + lifetime_s
+
+    def revoked(self, login_id: str) -> bool:
+        with self._lock:
+            return self._until.get(login_id, 0.0) > time.monotonic()
+
+
+def _dashboard_state() -> dict[str, Any]:
+    return current_app.extensions["invigil_dashboard"]  # type: ignore[no-any-return]
+
+
+def current_user() -> staff.StaffUser | None:
+    """The logged-in staff user of this request (or Socket.IO handshake), or None."""
+    if "staff_user" in g:
+        return g.staff_user  # type: ignore[no-any-return]
+    user = None
+    user_id, login_id = session.get("uid"), session.get("login")
+    revocations = _dashboard_state()["revocations"]
+    if isinstance(user_id, int) and isinstance(login_id, str) and not revocations.revoked(login_id):
+        user = _dashboard_state()["users"].get(user_id, lambda: staff.load_user(get_db(), user_id))
+    g.staff_user = user
+    return user
+
+
+def wants_json() -> bool:
+    return request.path.endswith(".json") or request.method != "GET" or "/captures/" in request.path
+
+
+def login_required(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            if wants_json():
+                abort(401)
+            return redirect(url_for("dashboard.login", next=request.full_path))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def check_csrf() -> None:
+    """``before_request`` of the dashboard blueprint: every state-changing request carries the token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    token = request.headers.get("X-CSRFToken") or request.form.get("csrf_token", "")
+    try:
+        validate_csrf(token)
+    except ValidationError as exc:
+        raise CSRFError(str(exc)) from None
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this server: never an open redirect to another site.
+    if target and target.startswith("/dashboard") and not target.startswith("//"):
+        return target
+    return url_for("dashboard.index")
+
+
+def register(bp: Blueprint) -> None:
+    bp.before_request(check_csrf)
+
+    @bp.app_context_processor
+    def _template_globals() -> dict[str, Any]:
+        return {"csrf_token": generate_csrf, "current_user": current_user}
+
+    @bp.route("/login", methods=["GET", "POST"])
+    def login() -> ResponseReturnValue:
+        error, status = None, 200
+        if request.method == "POST":
+            username = request.form.get("username", "").strip()[:128]
+            password = request.form.get("password", "")[:1024]
+            throttle = _dashboard_state()["throttle"]
+            try:
+                user = staff.login(get_db(), throttle, username, password, request.remote_addr or "")
+            except staff.LoginRefused as exc:
+                error, status = exc.message, 429 if exc.wait_s else 401
+            else:
+                session.clear()  # a fresh session (and CSRF token) per login: no fixation
+                session.permanent = True
+                session["uid"] = user.id
+                session["login"] = secrets.token_urlsafe(16)
+                return redirect(_safe_next(request.args.get("next")))
+        return render_template("login.html", error=error), status
+
+    @bp.post("/logout")
+    def logout() -> ResponseReturnValue:
+        user = current_user()
+        login_id = session.get("login")
+        if isinstance(login_id, str):
+            lifetime = current_app.permanent_session_lifetime.total_seconds()
+            _dashboard_state()["revocations"].revoke(login_id, lifetime)
+        if user is not None:
+            staff.audit(get_db(), user.id, "logout")
+        session.clear()
+        return redirect(url_for("dashboard.login"))
+
+
+def init_state(app_extensions: dict[str, Any]) -> None:
+    settings = app_extensions["invigil"].settings
+    app_extensions["invigil_dashboard"] = {
+        "throttle": staff.LoginThrottle(settings["login_max_failures"], settings["login_lockout_s"]),
+        "revocations": Revocations(),
+        "audit": staff.AuditBuffer(),
+        "users": TtlCache(5.0),
+        "access": TtlCache(5.0),
+        "keys": TtlCache(60.0, max_entries=64),
+    }
+
+
+def may_watch(user_id: int, exam_id: int) -> bool:
+    """``staff.may_watch``, remembered for a few seconds (see ``TtlCache``)."""
+    access = _dashboard_state()["access"]
+    return bool(access.get((user_id, exam_id), lambda: staff.may_watch(get_db(), user_id, exam_id)))

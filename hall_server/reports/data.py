@@ -1,0 +1,265 @@
+"""The facts of one student's report, gathered from the store and the encrypted blobs.
+
+One student may have several agent sessions (a re-enrolment after a crash); each gets its timeline, its
+filmstrip, the screenshots around each observation and finding, and its hash chain. Images are decrypted
+here and handed on as ``data:`` URIs so the rendered page is self-contained.
+
+Called by ``hall_server.reports.render`` (through the CLI and the exam export) and the dashboard.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from PIL import Image
+
+from hall_server import chain, crypto, exams
+from hall_server.blobs import BlobStore
+from hall_server.reports.timeline import Frame, Timeline, timeline
+from invigil.timeutil import from_wire, to_wire, utc_now
+
+FILMSTRIP_MAX = 36
+MOMENTS_MAX = 40
+THUMB_WIDTH = 320
+#: A screenshot taken this long after a moment still shows "what came next".
+NEXT_WITHIN = timedelta(minutes=5)
+
+
+class ReportUnavailable(LookupError):
+    """No such exam or student, or the exam's data was deleted by retention."""
+
+
+@dataclass
+class Vault:
+    """Reads one exam's blobs. Built by :func:`open_vault`; caches what it decrypted."""
+
+    blobs: BlobStore
+    key: bytes
+    exam_id: int
+    _cache: dict[str, bytes] = field(default_factory=dict)
+
+    def read(self, sha256_hex: str) -> bytes | None:
+        if sha256_hex not in self._cache:
+            try:
+                self._cache[sha256_hex] = self.blobs.get(self.exam_id, self.key, sha256_hex)
+            except (FileNotFoundError, ValueError):
+                return None
+        return self._cache[sha256_hex]
+
+    def read_uri(self, frame: Frame) -> str | None:
+        """The full capture of ``frame`` as a data: URI, or None when its blob is gone."""
+        body = self.read(frame.sha256)
+        return data_uri(body, _media_type(body)) if body is not None else None
+
+
+def open_vault(db: sqlite_utils.Database, data_dir: str | Path, exam_id: int) -> Vault:
+    master = crypto.load_or_create_master_key(data_dir)
+    try:
+        key = exams.exam_key(db, master, exam_id)
+    except crypto.KeyUnavailable as exc:
+        raise ReportUnavailable(str(exc)) from None
+    return Vault(BlobStore(data_dir), key, exam_id)
+
+
+def data_uri(body: bytes, media_type: str) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(body).decode()}"
+
+
+def thumbnail_uri(vault: Vault, frame: Frame) -> str | None:
+    if frame.thumb_sha256:
+        thumb = vault.read(frame.thumb_sha256)
+        if thumb is not None:
+            return data_uri(thumb, _media_type(thumb))
+    full = vault.read(frame.sha256)
+    if full is None:
+        return None
+    with Image.open(io.BytesIO(full)) as image:
+        image.thumbnail((THUMB_WIDTH, THUMB_WIDTH))
+        out = io.BytesIO()
+        image.convert("RGB").save(out, "JPEG", quality=80)
+    return data_uri(out.getvalue(), "image/jpeg")
+
+
+def _media_type(body: bytes) -> str:
+    if body.startswith(b"\x89PNG"):
+        return "image/png"
+    if body.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    return "image/webp"
+
+
+@dataclass(frozen=True)
+class Shot:
+    label: str
+    frame: Frame
+    uri: str | None
+
+
+@dataclass
+class Moment:
+    """Observations and findings that show the same screens, with those screenshots. ``items`` holds
+    (at, end, title, text) of each: moments seconds apart share one set of screenshots."""
+
+    items: list[tuple[datetime, datetime | None, str, str]]
+    shots: list[Shot]
+
+    @property
+    def at(self) -> datetime:
+        return self.items[0][0]
+
+
+@dataclass
+class SessionReport:
+    timeline: Timeline
+    filmstrip: list[tuple[Frame, str | None]]
+    moments: list[Moment]
+    moments_left_out: int
+    chain: chain.SessionChain
+    svg: str = ""  # the timeline plot, drawn by hall_server.reports.render
+
+
+@dataclass
+class ReportData:
+    exam: dict[str, Any]
+    student: dict[str, Any]
+    sessions: list[SessionReport]
+    generated_at: datetime
+    generated_by: str
+
+    @property
+    def chain_heads(self) -> list[dict[str, Any]]:
+        return [
+            {"session_id": s.chain.session_id, "head": s.chain.head, "length": s.chain.length}
+            for s in self.sessions
+        ]
+
+
+def sample(frames: list[Frame], limit: int) -> list[Frame]:
+    """At most ``limit`` frames spread evenly over the list, first and last included (pure)."""
+    if len(frames) <= limit:
+        return frames
+    if limit <= 1:
+        return frames[:limit]
+    step = (len(frames) - 1) / (limit - 1)
+    return [frames[round(i * step)] for i in range(limit)]
+
+
+def shots_around(frames_by_monitor: dict[int, list[Frame]], at: datetime, vault: Vault) -> list[Shot]:
+    """Per monitor: the screen shown at ``at`` and the next change within NEXT_WITHIN."""
+    shots: list[Shot] = []
+    for monitor, frames in sorted(frames_by_monitor.items()):
+        times = [frame.at for frame in frames]
+        index = bisect.bisect_right(times, at)
+        suffix = f" (monitor {monitor + 1})" if len(frames_by_monitor) > 1 else ""
+        if index > 0:
+            frame = frames[index - 1]
+            shots.append(Shot(f"on screen at {at:%H:%M:%S}{suffix}", frame, vault.read_uri(frame)))
+        if index < len(frames) and frames[index].at - at <= NEXT_WITHIN:
+            frame = frames[index]
+            shots.append(Shot(f"next change{suffix}", frame, vault.read_uri(frame)))
+    return shots
+
+
+def _observation_title(observation: dict[str, Any]) -> str:
+    detail = observation["detail"]
+    label = observation["kind"].replace("_", " ")
+    extra = detail.get("host") or detail.get("category") or detail.get("count") or detail.get("skew_s")
+    return f"Observation: {label}" + (f" ({extra})" if extra not in (None, "") else "")
+
+
+def _moments(report_timeline: Timeline, vault: Vault, limit: int) -> tuple[list[Moment], int]:
+    frames_by_monitor: dict[int, list[Frame]] = {}
+    for frame in report_timeline.frames:
+        frames_by_monitor.setdefault(frame.monitor, []).append(frame)
+    wanted: list[tuple[str, str, datetime, datetime | None, str]] = []
+    for finding in report_timeline.findings:
+        current = finding.current
+        title = f"Finding by {current.author}: {finding.status}"
+        end = from_wire(current.span_end) if current.span_end else None
+        wanted.append(("finding", title, from_wire(current.span_start), end, current.text))
+    for observation in report_timeline.observations:
+        wanted.append(("observation", _observation_title(observation), observation["at"], None, ""))
+    left_out = max(len(wanted) - limit, 0)
+    wanted = wanted[:limit]  # findings first: they matter most to the exam board
+    wanted.sort(key=lambda item: item[2])
+    moments: list[Moment] = []
+    for _kind, title, at, end, text in wanted:
+        shots = shots_around(frames_by_monitor, at, vault)
+        if moments and [shot.frame.capture_id for shot in moments[-1].shots] == [
+            shot.frame.capture_id for shot in shots
+        ]:
+            moments[-1].items.append((at, end, title, text))
+        else:
+            moments.append(Moment([(at, end, title, text)], shots))
+    return moments, left_out
+
+
+def _exam(db: sqlite_utils.Database, exam_id: int) -> dict[str, Any]:
+    row = db.execute(
+        "SELECT e.id, e.title, h.name, e.starts_at, e.ends_at, e.capture_interval_s, e.retention_days, "
+        "e.retention_done_at FROM exam e JOIN hall h ON h.id = e.hall_id WHERE e.id = ?",
+        [exam_id],
+    ).fetchone()
+    if row is None:
+        raise ReportUnavailable(f"no exam {exam_id}")
+    keys = ("id", "title", "hall", "starts_at", "ends_at", "capture_interval_s", "retention_days")
+    exam = dict(zip(keys, row[:7], strict=True))
+    if row[7] is not None:
+        raise ReportUnavailable(f"exam {exam_id}'s data was deleted by retention on {row[7]}")
+    exam["starts_at"], exam["ends_at"] = from_wire(exam["starts_at"]), from_wire(exam["ends_at"])
+    return exam
+
+
+def student_sessions(db: sqlite_utils.Database, exam_id: int, student_number: str) -> list[int]:
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT s.id FROM agent_session s JOIN roster r ON r.id = s.roster_id "
+            "WHERE s.exam_id = ? AND r.student_number = ? ORDER BY s.enrolled_at, s.id",
+            [exam_id, student_number],
+        )
+    ]
+
+
+def student_report(
+    db: sqlite_utils.Database,
+    vault: Vault,
+    exam_id: int,
+    student_number: str,
+    *,
+    generated_by: str,
+    filmstrip_max: int = FILMSTRIP_MAX,
+    moments_max: int = MOMENTS_MAX,
+) -> ReportData:
+    """Everything one student's report shows."""
+    exam = _exam(db, exam_id)
+    row = db.execute(
+        "SELECT student_number, name, seat, extra_time_min FROM roster WHERE exam_id = ? AND "
+        "student_number = ?",
+        [exam_id, student_number],
+    ).fetchone()
+    if row is None:
+        raise ReportUnavailable(f"student {student_number} is not on the roster of exam {exam_id}")
+    student = dict(zip(("student_number", "name", "seat", "extra_time_min"), row, strict=True))
+    sessions: list[SessionReport] = []
+    for session_id in student_sessions(db, exam_id, student_number):
+        session_timeline = timeline(db, session_id)
+        strip = [
+            (frame, thumbnail_uri(vault, frame)) for frame in sample(session_timeline.frames, filmstrip_max)
+        ]
+        moments, left_out = _moments(session_timeline, vault, moments_max)
+        sessions.append(
+            SessionReport(session_timeline, strip, moments, left_out, chain.session_chain(db, session_id))
+        )
+    return ReportData(exam, student, sessions, utc_now(), generated_by)
+
+
+def generated_stamp(report: ReportData) -> str:
+    return to_wire(report.generated_at)

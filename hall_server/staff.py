@@ -1,0 +1,188 @@
+"""Staff on the dashboard: login with throttling, who may watch which exam, and the audit log.
+
+The narrow interface the dashboard uses for people (it never touches ``hall_server.users`` internals or
+the agent API). Passwords are checked by ``hall_server.users.verify_password`` (argon2id). Called by the
+dashboard's login view, its page/JSON views and its Socket.IO ``connect`` handler.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from hall_server import users
+from hall_server.db import write_transaction
+from invigil.timeutil import to_wire, utc_now
+
+#: Roles whose assignment lets a user open an exam's live hall view (spelled out in _ASSIGNED below).
+LIVE_VIEW_ROLES = ("invigilator", "organiser")
+_ASSIGNED = (
+    "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
+    "AND a.role IN ('invigilator', 'organiser')"
+)
+
+
+@dataclass(frozen=True)
+class StaffUser:
+    id: int
+    username: str
+    display_name: str
+    roles: tuple[str, ...]
+
+
+class LoginRefused(Exception):
+    """Wrong name or password, or too many failures; ``wait_s`` > 0 says how long to wait."""
+
+    def __init__(self, message: str, wait_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.wait_s = wait_s
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per (username, client address), in this process's memory.
+
+    After ``max_failures`` failures the next attempt must wait ``lockout_s``, doubling with every further
+    failure; a success clears the record. The table is bounded (oldest entries drop first). One process
+    serves the dashboard (docs/dashboard.md), so memory is the whole picture.
+    """
+
+    max_failures: int = 5
+    lockout_s: float = 30.0
+    max_entries: int = 10_000
+    clock: Any = time.monotonic
+    _failures: OrderedDict[tuple[str, str], tuple[int, float]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_s(self, username: str, address: str) -> float:
+        with self._lock:
+            count, locked_until = self._failures.get((username.lower(), address), (0, 0.0))
+        return max(0.0, locked_until - self.clock()) if count >= self.max_failures else 0.0
+
+    def failed(self, username: str, address: str) -> None:
+        key = (username.lower(), address)
+        with self._lock:
+            count, _ = self._failures.pop(key, (0, 0.0))
+            count += 1
+            locked_until = 0.0
+            if count >= self.max_failures:
+                locked_until = self.clock() + self.lockout_s * 2 ** min(count - self.max_failures, 10)
+            self._failures[key] = (count, locked_until)
+            while len(self._failures) > self.max_entries:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, username: str, address: str) -> None:
+        with self._lock:
+            self._failures.pop((username.lower(), address), None)
+
+
+def login(
+    db: sqlite_utils.Database, throttle: LoginThrottle, username: str, password: str, address: str
+) -> StaffUser:
+    """Check a login form; raises ``LoginRefused``. Every attempt is written to the audit log."""
+    wait = throttle.wait_s(username, address)
+    if wait > 0:
+        audit(db, None, "login_throttled", detail={"username": username[:64], "address": address})
+        raise LoginRefused(f"too many failed logins: wait {int(wait) + 1} s and try again", wait)
+    user_id = users.verify_password(db, username, password) if users.USERNAME_RE.match(username) else None
+    user = load_user(db, user_id) if user_id is not None else None
+    if user is None:
+        throttle.failed(username, address)
+        audit(db, None, "login_failed", detail={"username": username[:64], "address": address})
+        raise LoginRefused("wrong username or password")
+    throttle.succeeded(username, address)
+    audit(db, user.id, "login", detail={"address": address})
+    return user
+
+
+def load_user(db: sqlite_utils.Database, user_id: int) -> StaffUser | None:
+    """The enabled user with this id (a disabled account's cookie stops working at once)."""
+    row = db.execute(
+        "SELECT id, username, display_name FROM user WHERE id = ? AND disabled = 0", [user_id]
+    ).fetchone()
+    if row is None:
+        return None
+    roles = {r[0] for r in db.execute("SELECT role FROM user_role WHERE user_id = ?", [row[0]])}
+    return StaffUser(row[0], row[1], row[2], tuple(role for role in users.ROLES if role in roles))
+
+
+def watchable_exams(db: sqlite_utils.Database, user_id: int) -> list[dict[str, Any]]:
+    """Exams this user may watch live: assigned (as invigilator or organiser) to the exam or its hall."""
+    rows = db.execute(
+        "SELECT DISTINCT e.id, e.title, h.name, e.starts_at, e.ends_at, e.started_at, e.ended_at "
+        "FROM exam e JOIN hall h ON h.id = e.hall_id " + _ASSIGNED + " WHERE a.user_id = ? "
+        "ORDER BY e.starts_at, e.id",
+        [user_id],
+    ).fetchall()
+    keys = ("id", "title", "hall", "starts_at", "ends_at", "started_at", "ended_at")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def may_watch(db: sqlite_utils.Database, user_id: int, exam_id: int) -> bool:
+    """Called before every dashboard page, JSON view, capture fetch and Socket.IO room join."""
+    row = db.execute(
+        "SELECT 1 FROM exam e JOIN assignment a "
+        "ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
+        "AND a.role IN ('invigilator', 'organiser') WHERE e.id = ? AND a.user_id = ? LIMIT 1",
+        [exam_id, user_id],
+    ).fetchone()
+    return row is not None
+
+
+def audit(
+    db: sqlite_utils.Database,
+    user_id: int | None,
+    action: str,
+    *,
+    exam_id: int | None = None,
+    session_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Write one audit row now (its own transaction): logins, seat details, full captures, actions."""
+    with write_transaction(db):
+        db.execute(
+            "INSERT INTO audit_log (at, user_id, action, exam_id, session_id, detail) VALUES (?,?,?,?,?,?)",
+            [to_wire(at or utc_now()), user_id, action, exam_id, session_id, json.dumps(detail or {})],
+        )
+
+
+@dataclass
+class AuditBuffer:
+    """Thumbnail views, one audit row each, written in batches (one transaction per tick of the live bus).
+
+    A dashboard fetches a thumbnail for every screen change of every seat: a commit (and fsync) per fetch
+    would compete with the agents' uploads. Rows reach the log within about a second.
+    """
+
+    max_rows: int = 5000
+    _rows: list[tuple[Any, ...]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, user_id: int, action: str, exam_id: int, session_id: int, detail: dict[str, Any]) -> bool:
+        """Collect one row; True when the buffer is full and the caller should flush now."""
+        row = (to_wire(utc_now()), user_id, action, exam_id, session_id, json.dumps(detail))
+        with self._lock:
+            self._rows.append(row)
+            return len(self._rows) >= self.max_rows
+
+    def flush(self, db: sqlite_utils.Database) -> int:
+        """Write what was collected; called by the live bus every tick and by the thumbnail view."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if rows:
+            with write_transaction(db):
+                db.conn.executemany(
+                    "INSERT INTO audit_log (at, user_id, action, exam_id, session_id, detail) "
+                    "VALUES (?,?,?,?,?,?)",
+                    rows,
+                )
+        return len(rows)
