@@ -22,8 +22,16 @@ from datetime import datetime
 
 import numpy as np
 
-from agent.change import DEFAULT_PARAMS, ChangeParams, ChangeResult, compare, thumbnail
-from agent.encode import encode_screen, encode_thumbnail
+from agent.change import (
+    DEFAULT_PARAMS,
+    ChangeParams,
+    ChangeResult,
+    compare,
+    thumbnail,
+    thumbnail_bgrx,
+    update_thumbnail_bgrx,
+)
+from agent.encode import encode_screen, encode_thumbnail, luma, luma_bgrx
 from agent.grab import Grab, MonitorFrame
 from agent.spool import Spool
 from invigil import payloads
@@ -34,6 +42,26 @@ from invigil.timeutil import utc_now
 FORCING_TRIGGERS = ("start", "instruction", "monitors")
 #: The server refuses a longer X-Invigil-Meta header (``payloads.parse_capture_meta``).
 MAX_META_HEADER_CHARS = 4096
+
+
+def frame_thumbnail(
+    frame: MonitorFrame, scale: int, previous: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """The change-test thumbnail of a frame, from its grabbed BGRX bytes when it has them (every grab).
+
+    ``previous`` is the (bgrx, thumbnail) of the last grab of the same monitor: then only the strips whose
+    bytes changed since are averaged again (:func:`agent.change.update_thumbnail_bgrx`).
+    """
+    if frame.bgrx is not None and frame.height >= scale and frame.width >= scale:
+        if previous is not None:
+            return update_thumbnail_bgrx(previous[0], previous[1], frame.bgrx, scale)
+        return thumbnail_bgrx(frame.bgrx, scale)
+    return thumbnail(frame.rgb, scale)
+
+
+def frame_luma(frame: MonitorFrame) -> np.ndarray:
+    """Full-resolution luma of a frame, made once per changed screen for both the PNG and the thumbnail."""
+    return luma_bgrx(frame.bgrx) if frame.bgrx is not None else luma(frame.rgb)
 
 
 def new_record_id() -> str:
@@ -71,6 +99,17 @@ class _LastSent:
     sent_at: datetime
 
 
+@dataclass
+class _PreviousGrab:
+    """The last grab of a monitor, whether sent or not: its bytes, thumbnail and change verdict."""
+
+    bgrx: np.ndarray
+    thumb: np.ndarray
+    #: The last-sent thumbnail ``change`` was computed against (compared by identity).
+    reference: np.ndarray | None
+    change: ChangeResult
+
+
 class CaptureLoop:
     """Turns grabs into spool records; keeps per monitor the thumbnail of the last image sent."""
 
@@ -88,6 +127,8 @@ class CaptureLoop:
         self.clock = clock
         self.new_id = new_id
         self._last: dict[int, _LastSent] = {}
+        #: Per monitor, the BGRX bytes and thumbnail of the previous grab (not the last sent image).
+        self._previous: dict[int, _PreviousGrab] = {}
         self._geometry: tuple[tuple[int, int, int, int], ...] | None = None
 
     def tick(
@@ -106,6 +147,8 @@ class CaptureLoop:
         if self._geometry is not None and geometry != self._geometry and trigger not in FORCING_TRIGGERS:
             trigger = "monitors"
         self._geometry = geometry
+        for gone in set(self._previous) - {frame.index for frame in frames}:
+            del self._previous[gone]  # an unplugged monitor's last grab
         now = self.clock()
         return [self._one(frame, trigger, now, focused_app, window_title) for frame in frames]
 
@@ -117,9 +160,17 @@ class CaptureLoop:
         focused_app: str | None,
         window_title: str | None,
     ) -> TickOutcome:
-        thumb = thumbnail(frame.rgb, self.settings.change.scale)
+        previous = self._previous.pop(frame.index, None)
+        last_grab = (previous.bgrx, previous.thumb) if previous is not None else None
+        thumb = frame_thumbnail(frame, self.settings.change.scale, last_grab)
         last = self._last.get(frame.index)
-        change = compare(last.reference if last else None, thumb, self.settings.change)
+        reference = last.reference if last else None
+        if previous is not None and previous.reference is reference and np.array_equal(previous.thumb, thumb):
+            change = previous.change  # same thumbnail against the same reference: the same verdict
+        else:
+            change = compare(reference, thumb, self.settings.change)
+        if frame.bgrx is not None:
+            self._previous[frame.index] = _PreviousGrab(frame.bgrx, thumb, reference, change)
         stale = last is not None and (now - last.sent_at).total_seconds() >= self.settings.max_unchanged_s
         if last is not None and not change.changed and not stale and trigger not in FORCING_TRIGGERS:
             record_id = self.new_id()
@@ -127,7 +178,8 @@ class CaptureLoop:
             self.spool.append({"kind": "unchanged", "record_id": record_id, "unchanged": unchanged.as_wire()})
             return TickOutcome(frame.index, "unchanged", record_id, change, 0)
         capture_id = self.new_id()
-        image = encode_screen(frame.rgb)
+        gray = frame_luma(frame)
+        image = encode_screen(gray)
         meta = payloads.CaptureMeta(
             monitor=frame.index,
             agent_time=now,
@@ -151,7 +203,7 @@ class CaptureLoop:
             image.data,
         )
         if self.settings.send_thumbnails:
-            thumb_image = encode_thumbnail(frame.rgb, self.settings.thumbnail_width)
+            thumb_image = encode_thumbnail(gray, self.settings.thumbnail_width)
             self.spool.append(
                 {"kind": "thumbnail", "capture_id": capture_id, "media_type": thumb_image.media_type},
                 thumb_image.data,

@@ -99,6 +99,71 @@ def _thumbnail_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
     return luma(small)
 
 
+def thumbnail_bgrx(bgrx: np.ndarray, scale: int = DEFAULT_PARAMS.scale) -> np.ndarray:
+    """mss-style (h, w, 4) BGRX uint8 -> the same thumbnail :func:`thumbnail` makes of the RGB pixels.
+
+    The capture loop's path for every grab, changed or not: Pillow views the grabbed bytes as an "RGBX"
+    image without copying them and block-means the four channels in one C pass; luma is then taken on the
+    small image with the channels put back in R, G, B order. No full-resolution RGB or luma is made, so an
+    unchanged frame costs little more than the grab (``bench/agent.py``).
+    """
+    if bgrx.ndim != 3 or bgrx.shape[2] != 4 or bgrx.dtype != np.uint8:
+        raise ValueError(f"expected an (h, w, 4) uint8 array, got {bgrx.shape} {bgrx.dtype}")
+    if scale < 1:
+        raise ValueError("scale must be at least 1")
+    height, width = bgrx.shape[:2]
+    rows, cols = height // scale, width // scale
+    if rows == 0 or cols == 0:
+        raise ValueError(f"a {width}x{height} image is smaller than one {scale}px block")
+    view = Image.frombuffer("RGBX", (width, height), np.ascontiguousarray(bgrx), "raw", "RGBX", 0, 1)
+    small = np.asarray(view.reduce(scale, box=(0, 0, cols * scale, rows * scale)))
+    return luma(small[..., 2::-1])  # stored B, G, R, X
+
+
+def changed_bands(previous: np.ndarray, current: np.ndarray, band: int) -> np.ndarray:
+    """Indices of the ``band``-row strips whose bytes differ between two grabs of the same shape (pure).
+
+    One comparison of 8-byte words over the whole grab: cheaper than block-averaging it again.
+    """
+    rows = current.shape[0] // band
+    if rows == 0:
+        return np.zeros(0, dtype=np.intp)
+    word = np.uint64 if (band * current[0].nbytes) % 8 == 0 else np.uint8
+    cur = np.ascontiguousarray(current[: rows * band]).reshape(-1).view(word).reshape(rows, -1)
+    old = np.ascontiguousarray(previous[: rows * band]).reshape(-1).view(word).reshape(rows, -1)
+    return np.flatnonzero((cur != old).any(axis=1))
+
+
+def update_thumbnail_bgrx(
+    previous: np.ndarray, previous_thumb: np.ndarray, bgrx: np.ndarray, scale: int = DEFAULT_PARAMS.scale
+) -> np.ndarray:
+    """:func:`thumbnail_bgrx` of ``bgrx``, given the previous grab and its thumbnail (same shape).
+
+    Only the ``scale``-row strips whose bytes changed are block-averaged again; the rest is copied from
+    ``previous_thumb``, so the result is exactly :func:`thumbnail_bgrx` of ``bgrx``. On an exam screen
+    where only a clock ticks this is a fraction of the full cost (``bench/agent.py``).
+    """
+    thumb_shape = (bgrx.shape[0] // scale, bgrx.shape[1] // scale)
+    if previous.shape != bgrx.shape or previous_thumb.shape != thumb_shape:
+        return thumbnail_bgrx(bgrx, scale)
+    bands = changed_bands(previous, bgrx, scale)
+    thumb = previous_thumb.copy()
+    if bands.size == 0:
+        return thumb
+    height, width = bgrx.shape[:2]
+    cols = width // scale
+    view = Image.frombuffer("RGBX", (width, height), np.ascontiguousarray(bgrx), "raw", "RGBX", 0, 1)
+    # Runs of consecutive changed strips, each block-averaged in one call.
+    breaks = np.flatnonzero(np.diff(bands) > 1)
+    firsts = np.concatenate(([bands[0]], bands[breaks + 1]))
+    lasts = np.concatenate((bands[breaks], [bands[-1]]))
+    for first, last in zip(firsts, lasts, strict=True):
+        box = (0, int(first) * scale, cols * scale, (int(last) + 1) * scale)
+        small = np.asarray(view.reduce(scale, box=box))
+        thumb[first : last + 1] = luma(small[..., 2::-1])
+    return thumb
+
+
 def _tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
     rows, cols = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
     padded = np.zeros((rows * tile, cols * tile), dtype=np.uint16)

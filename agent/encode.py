@@ -2,11 +2,12 @@
 
 Screens are flat UI and small text, not photos: JPEG spends its bytes on ringing around glyphs (a realistic
 exam page is larger as JPEG q60 than as lossless PNG), while 16 gray levels keep text legible at about a third
-of lossless size. The numpy path below (luma, quantise, pack two pixels per byte, one zlib call) is several
+of lossless size. The path below (luma, a lookup table to 16 levels, two pixels per byte, deflate) is several
 times faster than Pillow's palette quantiser. ``bench/agent_encode.py`` prints the figures behind this choice.
 
 The capture loop (``agent.capture``) calls :func:`encode_screen` for a changed screen and
-:func:`encode_thumbnail` for the live view; both are pure functions of an RGB array.
+:func:`encode_thumbnail` for the live view, both on one full-resolution luma plane (:func:`luma_bgrx` of
+the grabbed BGRX pixels); both are pure functions of an RGB or luma array.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ GRAY_LEVELS = 16
 #: are spread over more levels, near-white and near-black backgrounds merge, which also helps deflate.
 DEFAULT_CONTRAST = 0.25
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Rows per strip when encoding a screen (a 1080p strip of levels is 120 kB).
+_STRIP_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,26 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return acc.astype(np.uint8)
 
 
+def luma_bgrx(bgrx: np.ndarray, strip_rows: int = 64) -> np.ndarray:
+    """mss-style (h, w, 4) BGRX uint8 -> luma (h, w) uint8, with Pillow's C code, ``strip_rows`` at a time.
+
+    The capture loop calls this only for a changed screen. Pillow's weights are BT.601 in 16-bit fixed
+    point, so the result is within one gray level of :func:`luma` of the same pixels. Working in strips keeps
+    Pillow's intermediate RGB image (4 bytes a pixel) at a few hundred kB instead of 8 MB for 1080p, which
+    lowers the agent's peak RSS and stays in cache (``bench/agent.py``).
+    """
+    if bgrx.ndim != 3 or bgrx.shape[2] != 4 or bgrx.dtype != np.uint8:
+        raise ValueError(f"expected an (h, w, 4) uint8 array, got {bgrx.shape} {bgrx.dtype}")
+    height, width = bgrx.shape[:2]
+    source = np.ascontiguousarray(bgrx)
+    out = np.empty((height, width), dtype=np.uint8)
+    for top in range(0, height, strip_rows):
+        rows = min(strip_rows, height - top)
+        strip = Image.frombuffer("RGB", (width, rows), source[top : top + rows], "raw", "BGRX", 0, 1)
+        out[top : top + rows] = np.asarray(strip.convert("L"))
+    return out
+
+
 def quantise_lut(levels: int = GRAY_LEVELS, contrast: float = DEFAULT_CONTRAST) -> np.ndarray:
     """Lookup table 0..255 -> 0..levels-1: a linear ramp blended with a smoothstep by ``contrast`` (0..1).
 
@@ -88,9 +111,15 @@ def quantise_lut(levels: int = GRAY_LEVELS, contrast: float = DEFAULT_CONTRAST) 
 QUANTISE_LUT = quantise_lut()
 
 
-def quantise_gray4(rgb: np.ndarray, lut: np.ndarray = QUANTISE_LUT) -> np.ndarray:
-    """RGB -> (h, w) uint8 of gray levels 0..15 (decoded gray is ``level * 17``)."""
-    return np.take(lut, luma(rgb))
+def quantise_gray4(image: np.ndarray, lut: np.ndarray = QUANTISE_LUT) -> np.ndarray:
+    """RGB (h, w, 3) or luma (h, w) -> (h, w) uint8 of gray levels 0..15 (decoded gray is ``level * 17``).
+
+    Pillow's ``point`` applies the table several times faster than ``np.take``.
+    """
+    gray = image if image.ndim == 2 else luma(image)
+    if gray.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {gray.dtype}")
+    return np.asarray(Image.fromarray(np.ascontiguousarray(gray), "L").point(lut.tolist()))
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -100,49 +129,76 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 def png_gray4(levels: np.ndarray, zlib_level: int = 6) -> bytes:
     """Write (h, w) values 0..15 as a 4-bit grayscale PNG (IHDR bit depth 4, colour type 0).
 
-    Two pixels per byte, high nibble first; every row uses filter 0 ("None"), which the PNG spec
-    recommends for bit depths below 8. A hand-written writer because it is one zlib call and valid
-    on every Pillow version.
+    Two pixels per byte, high nibble first (Pillow's C "P;4" packer), an odd width padded with a zero
+    nibble; every row uses filter 0 ("None"), which the PNG spec recommends for bit depths below 8. A
+    hand-written writer because it is one zlib call and valid on every Pillow version. zlib level 6 with the
+    default strategy: level 9 saves about 10 % of the bytes at five times the time, Z_RLE is faster
+    but about 55 % larger on text (``bench/agent.py`` and the numbers in docs/agent.md).
     """
     if levels.ndim != 2 or levels.size == 0:
         raise ValueError("expected a non-empty (h, w) array")
     height, width = levels.shape
-    if width % 2:
-        levels = np.pad(levels, ((0, 0), (0, 1)))
-    packed_width = levels.shape[1] // 2
-    raw = np.zeros((height, 1 + packed_width), dtype=np.uint8)  # column 0 is the filter byte
-    np.left_shift(levels[:, 0::2], 4, out=raw[:, 1:])
-    raw[:, 1:] |= levels[:, 1::2] & 0x0F
+    source = np.ascontiguousarray(levels, dtype=np.uint8)
+    packed = Image.frombuffer("P", (width, height), source, "raw", "P", 0, 1).tobytes("raw", "P;4")
+    raw = np.zeros((height, 1 + (width + 1) // 2), dtype=np.uint8)  # column 0 is the filter byte
+    raw[:, 1:] = np.frombuffer(packed, dtype=np.uint8).reshape(height, -1)
+    return _png_gray4_file(width, height, zlib.compress(raw.data, zlib_level))
+
+
+def _png_gray4_file(width: int, height: int, idat: bytes) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 4, 0, 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), zlib_level))
-        + _png_chunk(b"IEND", b"")
+    return b"".join(
+        (PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr), _png_chunk(b"IDAT", idat), _png_chunk(b"IEND", b""))
     )
 
 
-def encode_screen(rgb: np.ndarray, zlib_level: int = 6, contrast: float = DEFAULT_CONTRAST) -> EncodedImage:
-    """A full-resolution screen as a 4-bit grayscale PNG; called by the capture loop for a changed screen."""
+def encode_screen(image: np.ndarray, zlib_level: int = 6, contrast: float = DEFAULT_CONTRAST) -> EncodedImage:
+    """A full-resolution screen as a 4-bit grayscale PNG; called by the capture loop for a changed screen.
+
+    ``image`` is RGB (h, w, 3) or, to share one luma pass with :func:`encode_thumbnail`, luma (h, w). The
+    result is :func:`png_gray4` of :func:`quantise_gray4`, made in strips of rows (quantise, pack, deflate
+    each in turn), so no full-size plane of levels or packed rows is ever held: that keeps the agent's peak
+    RSS down (``bench/agent.py``).
+    """
     lut = QUANTISE_LUT if contrast == DEFAULT_CONTRAST else quantise_lut(contrast=contrast)
-    levels = quantise_gray4(rgb, lut)
-    height, width = levels.shape
-    return _encoded(png_gray4(levels, zlib_level), width, height, "png")
+    gray = np.ascontiguousarray(image if image.ndim == 2 else luma(image), dtype=np.uint8)
+    if gray.ndim != 2 or gray.size == 0:
+        raise ValueError("expected a non-empty (h, w) or (h, w, 3) image")
+    height, width = gray.shape
+    table = lut.tolist()
+    deflate = zlib.compressobj(zlib_level)
+    parts = []
+    rows_out = np.zeros((_STRIP_ROWS, 1 + (width + 1) // 2), dtype=np.uint8)  # column 0: filter "None"
+    for top in range(0, height, _STRIP_ROWS):
+        rows = min(_STRIP_ROWS, height - top)
+        strip = Image.frombuffer("L", (width, rows), gray[top : top + rows], "raw", "L", 0, 1).point(table)
+        levels = Image.frombuffer("P", (width, rows), strip.tobytes(), "raw", "P", 0, 1)
+        rows_out[:rows, 1:] = np.frombuffer(levels.tobytes("raw", "P;4"), dtype=np.uint8).reshape(rows, -1)
+        parts.append(deflate.compress(rows_out[:rows].data))
+    parts.append(deflate.flush())
+    return _encoded(_png_gray4_file(width, height, b"".join(parts)), width, height, "png")
 
 
-def encode_thumbnail(rgb: np.ndarray, width: int = 320, fmt: str = "jpeg", quality: int = 75) -> EncodedImage:
+def encode_thumbnail(
+    image: np.ndarray, width: int = 320, fmt: str = "jpeg", quality: int = 75
+) -> EncodedImage:
     """A small 8-bit grayscale image (``width`` px wide) for the invigilator's live view.
 
-    Downscaled text is smooth, so here JPEG beats PNG; ``fmt`` may be "jpeg" or "png".
-    Called by the capture loop next to :func:`encode_screen`.
+    ``image`` is RGB (h, w, 3) or luma (h, w). Downscaled text is smooth, so here JPEG beats PNG; ``fmt``
+    may be "jpeg" or "png". Called by the capture loop next to :func:`encode_screen`.
     """
     if fmt not in ("jpeg", "png"):
         raise ValueError("thumbnail format must be 'jpeg' or 'png'")
-    gray = Image.fromarray(luma(rgb), "L")
+    gray = Image.fromarray(np.ascontiguousarray(image if image.ndim == 2 else luma(image)), "L")
     src_w, src_h = gray.size
     width = min(width, src_w)
     height = max(1, round(src_h * width / src_w))
-    small = gray.resize((width, height), Image.Resampling.BOX) if width != src_w else gray
+    if width == src_w:
+        small = gray
+    elif src_w % width == 0 and src_h == height * (src_w // width):
+        small = gray.reduce(src_w // width)  # the same box mean as resize, in half the time
+    else:
+        small = gray.resize((width, height), Image.Resampling.BOX)
     out = io.BytesIO()
     if fmt == "jpeg":
         small.save(out, "JPEG", quality=quality)

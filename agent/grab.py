@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,24 +18,53 @@ from PIL import Image
 from invigil import protocol
 
 
-@dataclass(frozen=True, eq=False)
 class MonitorFrame:
-    """One monitor's pixels at one moment. ``index`` is the wire's monitor number (0 = first monitor)."""
+    """One monitor's pixels at one moment. ``index`` is the wire's monitor number (0 = first monitor).
 
-    index: int
-    left: int
-    top: int
-    width: int
-    height: int
-    #: (height, width, 3) uint8, RGB order, C-contiguous.
-    rgb: np.ndarray
+    Pixels come either as ``rgb`` ((h, w, 3) uint8, RGB order; synthetic frames in tests) or as ``bgrx``
+    ((h, w, 4) uint8, mss's B, G, R, pad order, usually a view of the grabbed bytes). The capture loop reads
+    ``bgrx`` when present, so a real grab is never converted to RGB unless someone asks for :attr:`rgb`.
+    A frame's pixels must not change once it is made: the capture loop keeps the previous grab's ``bgrx``
+    to see which strips changed, so a :data:`Grab` returns fresh buffers each call (mss does).
+    """
 
-    def __post_init__(self) -> None:
-        if self.rgb.shape != (self.height, self.width, 3) or self.rgb.dtype != np.uint8:
+    __slots__ = ("_rgb", "bgrx", "height", "index", "left", "top", "width")
+
+    def __init__(
+        self,
+        index: int,
+        left: int,
+        top: int,
+        width: int,
+        height: int,
+        rgb: np.ndarray | None = None,
+        *,
+        bgrx: np.ndarray | None = None,
+    ) -> None:
+        self.index, self.left, self.top, self.width, self.height = index, left, top, width, height
+        if (rgb is None) == (bgrx is None):
+            raise ValueError(f"monitor {index}: give the pixels as rgb or as bgrx, not both or neither")
+        pixels, channels, name = (rgb, 3, "RGB") if rgb is not None else (bgrx, 4, "BGRX")
+        assert pixels is not None
+        if pixels.shape != (height, width, channels) or pixels.dtype != np.uint8:
             raise ValueError(
-                f"monitor {self.index}: pixels {self.rgb.shape} {self.rgb.dtype} do not match "
-                f"{self.width}x{self.height} RGB uint8"
+                f"monitor {index}: pixels {pixels.shape} {pixels.dtype} do not match "
+                f"{width}x{height} {name} uint8"
             )
+        self._rgb = rgb
+        #: (height, width, 4) uint8 BGRX as grabbed, or None for a frame made from RGB.
+        self.bgrx = bgrx
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """(height, width, 3) uint8, RGB order, C-contiguous; converted from ``bgrx`` on first use."""
+        if self._rgb is None:
+            assert self.bgrx is not None
+            bgrx = np.ascontiguousarray(self.bgrx)
+            # Pillow's C unpacker reorders BGRX to RGB about twice as fast as a strided numpy copy.
+            image = Image.frombuffer("RGB", (self.width, self.height), bgrx, "raw", "BGRX", 0, 1)
+            self._rgb = np.asarray(image)
+        return self._rgb
 
 
 #: What the capture loop calls to get the current pixels of every monitor.
@@ -95,14 +123,9 @@ def check_display_server(environ: Mapping[str, str] | None = None, platform: str
 
 
 def frame_from_bgra(index: int, monitor: Mapping[str, Any], bgra: np.ndarray) -> MonitorFrame:
-    """Build a frame from an mss-style (h, w, 4) BGRA array; called by :class:`MssGrabber`.
-
-    Pillow's C unpacker reorders BGRX to RGB about twice as fast as a strided numpy copy.
-    """
+    """A frame of an mss-style (h, w, 4) BGRA array, without copying it; called by :class:`MssGrabber`."""
     height, width = bgra.shape[:2]
-    bgra = np.ascontiguousarray(bgra)
-    rgb = np.asarray(Image.frombuffer("RGB", (width, height), bgra, "raw", "BGRX", 0, 1))
-    return MonitorFrame(index, int(monitor["left"]), int(monitor["top"]), rgb.shape[1], rgb.shape[0], rgb)
+    return MonitorFrame(index, int(monitor["left"]), int(monitor["top"]), width, height, bgrx=bgra)
 
 
 class MssGrabber:
@@ -125,7 +148,8 @@ class MssGrabber:
         frames = []
         for index, monitor in enumerate(self.monitors()):
             shot = self._mss.grab(monitor)
-            frames.append(frame_from_bgra(index, monitor, np.asarray(shot)))
+            bgra = np.frombuffer(shot.raw, dtype=np.uint8).reshape(shot.height, shot.width, 4)  # no copy
+            frames.append(frame_from_bgra(index, monitor, bgra))
         return frames
 
     def close(self) -> None:

@@ -23,14 +23,20 @@ from agent_screens import PARAGRAPHS, render_page
 class FakeScreens:
     """A grab callable whose pixels the test sets."""
 
-    def __init__(self, *pages: np.ndarray) -> None:
+    def __init__(self, *pages: np.ndarray, bgrx: bool = False) -> None:
         self.pages = list(pages)
+        self.bgrx = bgrx  # like mss: fresh BGRX bytes on every grab
 
     def __call__(self) -> list[MonitorFrame]:
         frames, left = [], 0
         for index, page in enumerate(self.pages):
-            frames.append(MonitorFrame(index, left, 0, page.shape[1], page.shape[0], page))
-            left += page.shape[1]
+            height, width = page.shape[:2]
+            if self.bgrx:
+                pixels = np.dstack([page[..., ::-1], np.zeros((height, width), dtype=np.uint8)])
+                frames.append(MonitorFrame(index, left, 0, width, height, bgrx=pixels))
+            else:
+                frames.append(MonitorFrame(index, left, 0, width, height, page))
+            left += width
         return frames
 
 
@@ -144,3 +150,44 @@ def test_a_long_emoji_window_title_is_shortened_to_fit_the_header(spool):
     loop.tick(window_title="📝" * 600)
     meta = payloads.parse_capture_meta(records(spool)[0].meta["capture_meta"])
     assert meta.window_title and set(meta.window_title) == {"📝"}
+
+
+def test_grabbed_bgrx_frames_give_the_same_verdicts_and_a_png_within_one_gray_level(spool, tmp_path):
+    """The BGRX fast path (every real grab) against the RGB path on the same screens."""
+    pages = [render_page(clock="10:41:07"), render_page(clock="10:41:08"), render_page(clock="10:41:08")]
+    pages.append(render_page(PARAGRAPHS, clock="10:41:09"))
+    pages.append(pages[-1].copy())
+    kinds = {}
+    bodies = {}
+    for bgrx in (False, True):
+        screens = FakeScreens(pages[0], bgrx=bgrx)
+        loop_spool = Spool(tmp_path / f"spool-{bgrx}")
+        loop = CaptureLoop(screens, loop_spool)
+        kinds[bgrx] = []
+        for page in pages:
+            screens.pages = [page]
+            kinds[bgrx].append(loop.tick()[0].kind)
+        bodies[bgrx] = [r.body for r in records(loop_spool) if r.kind == "image"]
+    assert kinds[False] == kinds[True] == ["image", "unchanged", "unchanged", "image", "unchanged"]
+    for rgb_png, bgrx_png in zip(bodies[False], bodies[True], strict=True):
+        a = np.asarray(Image.open(io.BytesIO(rgb_png))).astype(int)
+        b = np.asarray(Image.open(io.BytesIO(bgrx_png))).astype(int)
+        # Pillow's and our luma differ by at most one gray level, so at most one of the 16 levels here.
+        assert np.abs(a - b).max() <= 17 and (a != b).mean() < 0.01
+
+
+def test_bgrx_grabs_reuse_the_last_grab_but_still_see_every_change(spool):
+    page = render_page(PARAGRAPHS, clock="10:41:07")
+    screens = FakeScreens(page, bgrx=True)
+    loop = CaptureLoop(screens, spool, CaptureSettings(send_thumbnails=False))
+    assert loop.tick()[0].kind == "image"
+    assert [loop.tick()[0].kind for _ in range(3)] == ["unchanged"] * 3  # identical grabs
+    edited = page.copy()
+    edited[200:203, 80:1200] = 0  # a three-pixel rule across the page: few strips, a real change
+    screens.pages = [edited]
+    outcome = loop.tick()[0]
+    assert outcome.kind == "image" and outcome.change.changed
+    screens.pages = [page]  # and back
+    assert loop.tick()[0].kind == "image"
+    screens.pages = [render_page(size=(1024, 768))]  # another resolution
+    assert loop.tick()[0].change.reason == "screen size changed"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.change import ChangeParams, compare, thumbnail
+from agent.change import (
+    ChangeParams,
+    changed_bands,
+    compare,
+    thumbnail,
+    thumbnail_bgrx,
+    update_thumbnail_bgrx,
+)
 
 from agent_screens import PARAGRAPHS, render_page
 
@@ -144,3 +151,67 @@ def test_thresholds_are_parameters():
     page = render_page()
     on = with_cursor(page, 300, 130)
     assert changed(page, on, ChangeParams(min_changed_pixels=1)).changed
+
+
+def as_bgrx(rgb: np.ndarray, pad: int = 0) -> np.ndarray:
+    """What mss returns: B, G, R and a pad byte per pixel."""
+    return np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], pad, dtype=np.uint8)])
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1283, 805), (13, 9)])
+def test_thumbnail_from_grabbed_bgrx_equals_the_rgb_thumbnail(size):
+    if size[0] > 100:
+        rgb = render_page(PARAGRAPHS, size=size, clock="10:41:07")
+    else:
+        rgb = np.random.default_rng(3).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    expected = thumbnail(rgb).astype(int)
+    for pad in (0, 255):  # the pad byte is 0 or 255 depending on the X server; it must not matter
+        got = thumbnail_bgrx(as_bgrx(rgb, pad))
+        assert got.shape == expected.shape
+        assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_cursor_and_clock_are_still_not_a_change_on_grabbed_bgrx():
+    page = render_page()
+    cursor = with_cursor(page, 127, 56)
+    clock_before, clock_after = render_page(clock="09:59:59"), render_page(clock="10:00:00")
+    for before, after in ((page, cursor), (cursor, page), (clock_before, clock_after)):
+        assert not compare(thumbnail_bgrx(as_bgrx(before)), thumbnail_bgrx(as_bgrx(after))).changed
+    after = render_page((PARAGRAPHS[0].replace("Explain why", "Prove that"),))
+    assert compare(thumbnail_bgrx(as_bgrx(page)), thumbnail_bgrx(as_bgrx(after))).changed
+
+
+def test_updating_the_last_thumbnail_gives_exactly_the_full_thumbnail():
+    before = as_bgrx(render_page(PARAGRAPHS, clock="10:41:07"))
+    thumb = thumbnail_bgrx(before)
+    edits = [
+        before.copy(),  # nothing changed
+        as_bgrx(render_page(PARAGRAPHS, clock="10:41:08")),  # a clock
+        as_bgrx(render_page(PARAGRAPHS[:1], clock="10:41:08")),  # a paragraph gone
+    ]
+    one_pixel = before.copy()
+    one_pixel[799, 1279, 1] ^= 0xFF  # the last pixel of the last row
+    one_pixel[8, 0, 2] ^= 0x80  # the first pixel of the second strip
+    edits.append(one_pixel)
+    for after in edits:
+        assert np.array_equal(update_thumbnail_bgrx(before, thumb, after), thumbnail_bgrx(after))
+    assert changed_bands(before, one_pixel, 8).tolist() == [1, 99]
+    assert changed_bands(before, edits[0], 8).tolist() == []
+    other = as_bgrx(render_page(size=(1024, 768)))
+    assert np.array_equal(update_thumbnail_bgrx(before, thumb, other), thumbnail_bgrx(other))
+
+
+def test_thumbnail_bgrx_refuses_other_shapes():
+    with pytest.raises(ValueError, match="expected an"):
+        thumbnail_bgrx(np.zeros((16, 16, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="smaller than one"):
+        thumbnail_bgrx(np.zeros((4, 16, 4), dtype=np.uint8))
+
+
+def test_changed_bands_with_rows_that_are_not_whole_words():
+    before = np.zeros((10, 5, 4), dtype=np.uint8)  # band 3 x 20 bytes = 60 bytes: not 8-byte words
+    after = before.copy()
+    after[4, 2, 3] = 1  # band 1
+    after[9, 0, 0] = 1  # row 9 is in no whole band
+    assert changed_bands(before, after, 3).tolist() == [1]
+    assert changed_bands(before, after, 20).tolist() == []

@@ -17,6 +17,7 @@ from agent.encode import (
     encode_screen,
     encode_thumbnail,
     luma,
+    luma_bgrx,
     png_gray4,
     quantise_gray4,
     quantise_lut,
@@ -115,3 +116,24 @@ def test_time_encode_returns_the_result_and_a_duration():
     rgb = render_page()
     result, ms = time_encode(encode_screen, rgb, repeat=2)
     assert result.data[:4] == b"\x89PNG" and ms > 0
+
+
+def test_luma_of_grabbed_bgrx_is_within_one_gray_level_across_strips():
+    rgb = render_page(size=(331, 150))  # odd width, and strips of 64 rows leave a short last strip
+    bgrx = np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 255, dtype=np.uint8)])
+    for strip_rows in (1, 64, 1000):
+        gray = luma_bgrx(bgrx, strip_rows)
+        assert gray.shape == (150, 331) and gray.dtype == np.uint8
+        assert np.abs(gray.astype(int) - luma(rgb)).max() <= 1
+    known = np.array(
+        [[[0, 0, 255, 0], [255, 255, 255, 0], [0, 0, 0, 0]]], dtype=np.uint8
+    )  # red, white, black
+    assert np.abs(luma_bgrx(known).astype(int) - [[77, 255, 0]]).max() <= 1
+
+
+def test_one_luma_plane_gives_the_same_png_and_thumbnail_as_rgb():
+    rgb = render_page()
+    gray = luma(rgb)
+    assert encode_screen(gray).data == encode_screen(rgb).data
+    assert encode_thumbnail(gray).data == encode_thumbnail(rgb).data
+    assert np.array_equal(quantise_gray4(gray), np.take(QUANTISE_LUT, gray))

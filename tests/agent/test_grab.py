@@ -82,12 +82,17 @@ def test_mss_grabs_what_the_x_server_shows(xvfb_display):
             time.sleep(0.02)
         with MssGrabber(display=xvfb_display) as grab:
             frames = grab()
+            again = grab()
     finally:
         root.destroy()
     assert len(frames) == 1
     frame = frames[0]
     assert (frame.index, frame.left, frame.top, frame.width, frame.height) == (0, 0, 0, 1280, 800)
     assert frame.rgb.shape == (800, 1280, 3) and frame.rgb.flags["C_CONTIGUOUS"]
+    assert frame.bgrx is not None and frame.bgrx.shape == (800, 1280, 4)  # the grabbed bytes, unconverted
+    # The capture loop keeps the previous grab to compare: each grab must bring its own buffer.
+    assert again[0].bgrx is not None and not np.shares_memory(frame.bgrx, again[0].bgrx)
+    assert np.array_equal(frame.bgrx, again[0].bgrx)
     assert tuple(frame.rgb[700, 1000]) == background
     assert tuple(frame.rgb[55, 105]) == (0xFF, 0x80, 0x00)  # inside the window, outside the box
     assert tuple(frame.rgb[110, 200]) == (0, 0, 0)  # the black box at window (50..150, 30..90)
@@ -106,6 +111,12 @@ def test_frame_from_bgra_reorders_channels():
 def test_monitor_frame_refuses_pixels_of_the_wrong_shape():
     with pytest.raises(ValueError, match="do not match"):
         MonitorFrame(0, 0, 0, 4, 3, np.zeros((4, 3, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="do not match"):
+        MonitorFrame(0, 0, 0, 4, 3, bgrx=np.zeros((3, 4, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="not both or neither"):
+        MonitorFrame(0, 0, 0, 4, 3)
+    with pytest.raises(ValueError, match="not both or neither"):
+        MonitorFrame(0, 0, 0, 4, 3, np.zeros((3, 4, 3), np.uint8), bgrx=np.zeros((3, 4, 4), np.uint8))
 
 
 @pytest.mark.parametrize(
