@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
@@ -228,6 +228,22 @@ def _session_for_ip(db: sqlite_utils.Database, client_ip: str, at: datetime) -> 
     return (row[0], row[1]) if row else None
 
 
+#: A repeat attempt at one site within this window adds to the timeline, not to the invigilator's feed.
+SITE_OBSERVATION_WINDOW = timedelta(minutes=10)
+
+
+def _already_open(
+    db: sqlite_utils.Database, session_id: int | None, kind: str, host: str, at: datetime
+) -> bool:
+    """An unacknowledged observation of this kind for this site and seat, raised in the last few minutes."""
+    row = db.execute(
+        "SELECT 1 FROM observation WHERE session_id IS ? AND kind = ? AND acknowledged_at IS NULL "
+        "AND json_extract(detail, '$.host') = ? AND at >= ? LIMIT 1",
+        [session_id, kind, host, to_wire(at - SITE_OBSERVATION_WINDOW)],
+    ).fetchone()
+    return row is not None
+
+
 def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: datetime) -> tuple[int, int]:
     """Store site events from the proxy or sentinel, attributed to a seat by client IP.
 
@@ -263,6 +279,8 @@ def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: d
                 chain.link(db, "site_event", session_id, event.source, event.id)
             if exam_id is not None:
                 for kind, detail in rules.observations_for_site_event(event):
+                    if _already_open(db, session_id, kind, event.host, event.time):
+                        continue  # the site event is stored; one open observation per site is enough
                     raised.append(
                         (
                             exam_id,
