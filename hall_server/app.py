@@ -62,6 +62,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     data_dir = Path(settings["data_dir"]).resolve()
     db.migrate(data_dir)
     app = Flask(__name__)
+    # "/api/v1/unchanged//x" must be a JSON 404, not an HTML redirect to a merged path: no API path has "//".
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings["capture_max_bytes"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config.update(

@@ -554,6 +554,17 @@ BAD_REQUESTS = [
     pytest.param(
         Bad(
             "PUT",
+            f"{API}/unchanged//abcdefgh",
+            404,
+            "not_found",
+            json_bytes({"monitor": 0, "agent_time": NOW, "since_capture_id": "cap-00000001"}),
+            "application/json",
+        ),
+        id="unchanged-id-leading-slash-no-redirect",
+    ),
+    pytest.param(
+        Bad(
+            "PUT",
             f"{API}/unchanged/unc.0000001",
             422,
             "bad_id",
