@@ -1,9 +1,12 @@
-"""What staff browsers see: login, the invigilator's live hall view (issue 4); reviewer views later.
+"""What staff browsers see: login, the invigilator's live hall view (issue 4), the reviewer's pages, report
+downloads and the exam board's audit log and holds (issue 6).
 
 Registered by ``hall_server.app.create_app`` (``init_app``) in processes that serve staff (process role
 ``all`` or ``live``). Imports only ``invigil`` and the server's narrow interface: ``hall_server.staff``
 (people, assignments, audit), ``hall_server.hallview`` and ``hall_server.seatstate`` (seat states),
-``hall_server.invigilation`` (actions), ``hall_server.live`` and the ``hall_server.web`` accessors.
+``hall_server.invigilation`` (actions), ``hall_server.live``, the ``hall_server.web`` accessors, and for
+review ``hall_server.findings``, ``hall_server.audit``, ``hall_server.retention`` (holds) and
+``hall_server.reports``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from flask import Blueprint, Flask, jsonify, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from . import auth, sockets, views
+from . import auth, board, review, review_files, sockets, views
 
 #: Scripts, styles, images and sockets from this server only; no inline script; never framed.
 CONTENT_SECURITY_POLICY = (
@@ -31,6 +34,9 @@ def init_app(app: Flask) -> None:
     )
     auth.register(bp)
     views.register(bp)
+    review.register(bp)
+    review_files.register(bp)
+    board.register(bp)
 
     @bp.errorhandler(HTTPException)
     def _error(exc: HTTPException) -> Any:

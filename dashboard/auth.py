@@ -177,3 +177,16 @@ def may_watch(user_id: int, exam_id: int) -> bool:
     """``staff.may_watch``, remembered for a few seconds (see ``TtlCache``)."""
     access = _dashboard_state()["access"]
     return bool(access.get((user_id, exam_id), lambda: staff.may_watch(get_db(), user_id, exam_id)))
+
+
+def review_roles(user_id: int, exam_id: int) -> frozenset[str]:
+    """``staff.review_roles`` (reviewer / exam_board for this exam), remembered like ``may_watch``."""
+    access = _dashboard_state()["access"]
+    roles = access.get(("review", user_id, exam_id), lambda: staff.review_roles(get_db(), user_id, exam_id))
+    return roles  # type: ignore[no-any-return]
+
+
+def may_see_captures(user_id: int, exam_id: int) -> bool:
+    """Invigilators and organisers watch the live hall; reviewers and the exam board review it afterwards:
+    both see the exam's captures (every fetch is audited)."""
+    return may_watch(user_id, exam_id) or bool(review_roles(user_id, exam_id))

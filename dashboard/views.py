@@ -31,7 +31,7 @@ from hall_server.web import get_db, state
 from invigil.protocol import ID_RE
 from invigil.timeutil import utc_now
 
-from .auth import current_user, login_required, may_watch
+from .auth import current_user, login_required, may_see_captures, may_watch
 
 THUMBS_PER_REQUEST = 64
 VENDOR_DIR = Path(__file__).resolve().parent / "node_modules" / "socket.io-client" / "dist"
@@ -64,9 +64,12 @@ def register(bp: Blueprint) -> None:
     @login_required
     def index() -> ResponseReturnValue:
         exams = staff.watchable_exams(get_db(), _user().id)
-        if len(exams) == 1:
+        reviewable = staff.reviewable_exams(get_db(), _user().id)
+        if len(exams) == 1 and not reviewable:
             return redirect(url_for("dashboard.hall", exam_id=exams[0]["id"]))
-        return render_template("exams.html", exams=exams)
+        if reviewable and not exams:
+            return redirect(url_for("dashboard.review_index"))
+        return render_template("exams.html", exams=exams, reviewable=reviewable)
 
     @bp.get("/exams/<int:exam_id>")
     @login_required
@@ -149,7 +152,7 @@ def register(bp: Blueprint) -> None:
         db = get_db()
         blob = hallview.capture_blob(db, session_id, capture_id, thumbnail)
         user = _user()
-        if blob is None or not may_watch(user.id, blob[0]):
+        if blob is None or not may_see_captures(user.id, blob[0]):
             abort(404)  # the same answer whether it does not exist or is not yours
         exam_id, sha, _fmt = blob
         action = "view_thumbnail" if thumbnail else "view_capture"
@@ -185,8 +188,10 @@ def register(bp: Blueprint) -> None:
 
         Body: 8 ASCII digits giving the length of a JSON index ``[[ "<session>.<capture>", media type,
         length], ...]``, the index, then the images back to back in index order. Unknown ids are left out.
+        Reviewers of the exam use it too (its timeline's filmstrip).
         """
-        _exam(exam_id)
+        if not may_see_captures(_user().id, exam_id):
+            abort(404)
         wanted: list[tuple[int, str]] = []
         for item in request.args.getlist("c")[:THUMBS_PER_REQUEST]:
             session_text, _, capture_id = item.partition(".")

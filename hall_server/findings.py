@@ -23,13 +23,16 @@ from hall_server.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
 
 VERDICTS = ("no_irregularity", "suspected_irregularity")
-KINDS = (*VERDICTS, "confirmation", "withdrawn")
+#: A reviewer's remark on a moment or span that is not a verdict; shown beside the findings.
+NOTE = "note"
+KINDS = (*VERDICTS, NOTE, "confirmation", "withdrawn")
 MAY_RECORD = ("reviewer", "exam_board")
 TEXT_MAX_CHARS = 10_000
 
 STATUS_NO_IRREGULARITY = "no irregularity"
 STATUS_AWAITING = "suspected irregularity: awaiting a second person's confirmation"
 STATUS_CONFIRMED = "suspected irregularity: confirmed"
+STATUS_NOTE = "note (not a verdict)"
 
 
 class FindingRefused(ValueError):
@@ -68,12 +71,16 @@ class Finding:
         """A suspicion counts once someone other than its author confirmed it; "no irregularity" always."""
         if self.current.kind == "no_irregularity":
             return True
+        if self.current.kind == NOTE:
+            return False
         return any(entry.author_id != self.current.author_id for entry in self.confirmations)
 
     @property
     def status(self) -> str:
         if self.current.kind == "no_irregularity":
             return STATUS_NO_IRREGULARITY
+        if self.current.kind == NOTE:
+            return STATUS_NOTE
         return STATUS_CONFIRMED if self.counts else STATUS_AWAITING
 
 
@@ -98,6 +105,15 @@ def entries(db: sqlite_utils.Database, session_id: int) -> list[Entry]:
     return [Entry(*row) for row in rows]
 
 
+def exam_entries(db: sqlite_utils.Database, exam_id: int) -> dict[int, list[Entry]]:
+    """{session id: its entries} for a whole exam in one query (the reviewer's exam overview)."""
+    by_session: dict[int, list[Entry]] = {}
+    for row in db.execute(_ENTRY_QUERY + " WHERE a.exam_id = ? ORDER BY a.id", [exam_id]):
+        entry = Entry(*row)
+        by_session.setdefault(entry.session_id, []).append(entry)
+    return by_session
+
+
 def _entry(db: sqlite_utils.Database, entry_id: int) -> Entry | None:
     row = db.execute(_ENTRY_QUERY + " WHERE a.id = ?", [entry_id]).fetchone()
     return Entry(*row) if row else None
@@ -110,7 +126,7 @@ def resolve(all_entries: list[Entry]) -> list[Finding]:
     superseded_by = {entry.supersedes: entry for entry in all_entries if entry.supersedes is not None}
     findings: list[Finding] = []
     for entry in all_entries:
-        if entry.kind not in VERDICTS or entry.id in superseded_by:
+        if entry.kind not in (*VERDICTS, NOTE) or entry.id in superseded_by:
             continue
         history: list[Entry] = []
         previous = entry.supersedes
@@ -182,9 +198,9 @@ def record(
     now: datetime,
 ) -> int:
     """Record a finding on a moment (``span_end`` None) or span; with ``supersedes``, a correction of an
-    earlier finding (which stays stored). Returns the new entry's id."""
-    if verdict not in VERDICTS:
-        raise FindingRefused(f"a finding is one of {', '.join(VERDICTS)}, not {verdict!r}")
+    earlier finding (which stays stored). ``verdict`` may also be ``NOTE``. Returns the new entry's id."""
+    if verdict not in (*VERDICTS, NOTE):
+        raise FindingRefused(f"a finding is one of {', '.join(VERDICTS)} or a {NOTE}, not {verdict!r}")
     if span_end is not None and span_end < span_start:
         raise FindingRefused("a span must end after it starts")
     if len(text) > TEXT_MAX_CHARS:
@@ -213,7 +229,7 @@ def record(
 
 def _check_current(db: sqlite_utils.Database, finding_id: int, session_id: int | None, verb: str) -> Entry:
     target = _entry(db, finding_id)
-    if target is None or target.kind not in VERDICTS:
+    if target is None or target.kind not in (*VERDICTS, NOTE):
         raise FindingRefused(f"there is no finding {finding_id} to {verb}")
     if session_id is not None and target.session_id != session_id:
         raise FindingRefused(f"finding {finding_id} belongs to another session")

@@ -15,6 +15,8 @@ import sqlite_utils
 
 from hall_server import exams, images
 from hall_server.blobs import BlobStore
+from hall_server.crypto import KeyUnavailable
+from hall_server.reports import data
 from hall_server.seatstate import SessionFacts, Thresholds, merge_seats, seat_sort_key
 from invigil.protocol import IMAGE_MEDIA_TYPES
 from invigil.timeutil import from_wire, to_wire
@@ -332,6 +334,16 @@ def thumbnail_blobs(
 def exam_key(db: sqlite_utils.Database, master_key: bytes, exam_id: int) -> bytes:
     """The exam's blob key (``KeyUnavailable`` once retention destroyed it), for :func:`capture_image`."""
     return exams.exam_key(db, master_key, exam_id)
+
+
+def report_vault(db: sqlite_utils.Database, master_key: bytes, blobs: BlobStore, exam_id: int) -> data.Vault:
+    """What the dashboard's report downloads read images through; ``ReportUnavailable`` once retention
+    destroyed the exam key."""
+    try:
+        key = exams.exam_key(db, master_key, exam_id)
+    except KeyUnavailable as exc:
+        raise data.ReportUnavailable(str(exc)) from None
+    return data.Vault(blobs, key, exam_id)
 
 
 def capture_image(blobs: BlobStore, key: bytes, exam_id: int, sha: str) -> tuple[bytes, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
+from hall_server import audit as audit_log
 from hall_server import users
 from hall_server.db import write_transaction
 from invigil.timeutil import to_wire, utc_now
@@ -26,6 +27,14 @@ LIVE_VIEW_ROLES = ("invigilator", "organiser")
 _ASSIGNED = (
     "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
     "AND a.role IN ('invigilator', 'organiser')"
+)
+
+
+#: Roles whose assignment lets a user open an exam's reviewer pages (never the live hall by itself).
+REVIEW_ROLES = ("reviewer", "exam_board")
+_ASSIGNED_FOR_REVIEW = (
+    "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
+    "AND a.role IN ('reviewer', 'exam_board')"
 )
 
 
@@ -137,6 +146,30 @@ def may_watch(db: sqlite_utils.Database, user_id: int, exam_id: int) -> bool:
     return row is not None
 
 
+def reviewable_exams(db: sqlite_utils.Database, user_id: int) -> list[dict[str, Any]]:
+    """Exams this user may review: assigned as reviewer or exam-board member to the exam or its hall."""
+    rows = db.execute(
+        "SELECT e.id, e.title, h.name, e.starts_at, e.ends_at, e.ended_at, group_concat(DISTINCT a.role) "
+        "FROM exam e JOIN hall h ON h.id = e.hall_id " + _ASSIGNED_FOR_REVIEW + " WHERE a.user_id = ? "
+        "GROUP BY e.id ORDER BY e.starts_at DESC, e.id",
+        [user_id],
+    ).fetchall()
+    keys = ("id", "title", "hall", "starts_at", "ends_at", "ended_at")
+    return [
+        {**dict(zip(keys, row[:6], strict=True)), "roles": sorted(set(row[6].split(",")))} for row in rows
+    ]
+
+
+def review_roles(db: sqlite_utils.Database, user_id: int, exam_id: int) -> frozenset[str]:
+    """The review roles (``REVIEW_ROLES``) this user is assigned for this exam, directly or by its hall;
+    empty when the user may not review it. Called before every reviewer page, JSON view and download."""
+    rows = db.execute(
+        "SELECT DISTINCT a.role FROM exam e " + _ASSIGNED_FOR_REVIEW + " WHERE e.id = ? AND a.user_id = ?",  # noqa: S608 (constant)
+        [exam_id, user_id],
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
+
+
 def audit(
     db: sqlite_utils.Database,
     user_id: int | None,
@@ -147,12 +180,9 @@ def audit(
     detail: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Write one audit row now (its own transaction): logins, seat details, full captures, actions."""
-    with write_transaction(db):
-        db.execute(
-            "INSERT INTO audit_log (at, user_id, action, exam_id, session_id, detail) VALUES (?,?,?,?,?,?)",
-            [to_wire(at or utc_now()), user_id, action, exam_id, session_id, json.dumps(detail or {})],
-        )
+    """Write one audit row now (its own transaction): logins, seat details, full captures, actions.
+    The one writer is ``hall_server.audit.record``."""
+    audit_log.record(db, user_id, action, exam_id, session_id, detail, at)
 
 
 @dataclass

@@ -1,0 +1,298 @@
+"""The reviewer's pages: the exam overview (students by unreviewed observations, counts per kind, never a
+score), search ("who opened X, when"), one student's timeline, and findings (record, confirm, withdraw).
+
+Access: a user assigned to the exam (or its hall) as ``reviewer`` or ``exam_board``
+(``staff.review_roles``); anyone else gets 404, exactly as for an exam that does not exist. Opening a
+student's timeline is written to the audit log (``capture_view``); its images come through the capture
+routes of ``dashboard.views``, which audit every thumbnail and full capture. Registered by
+``dashboard.init_app``; downloads are in ``dashboard.review_files``, the exam board's page in
+``dashboard.board``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+
+from hall_server import audit, findings, hallview, staff
+from hall_server.reports import overview
+from hall_server.reports.timeline import Frame, Timeline, timeline
+from hall_server.web import get_db
+from invigil.timeutil import from_wire, to_wire, utc_now
+
+from .auth import current_user, login_required, review_roles
+
+KIND_TEXT = {
+    "help_request": "help request",
+    "blocked_site": "blocked site",
+    "bypass_site": "site around the proxy",
+    "capture_gap": "gap in captures",
+    "second_monitor": "second monitor",
+    "vpn_interface": "VPN interface",
+    "remote_tool": "remote/VM tool",
+    "left_early": "left early",
+    "clock_skew": "clock skew",
+}
+
+
+#: The overview's short words for a finding's status (the timeline names who confirmed).
+STATUS_TEXT = {
+    findings.STATUS_NO_IRREGULARITY: "no irregularity",
+    findings.STATUS_AWAITING: "suspected (unconfirmed)",
+    findings.STATUS_CONFIRMED: "suspected (confirmed)",
+    findings.STATUS_NOTE: "note",
+}
+
+
+def user() -> staff.StaffUser:
+    found = current_user()
+    if found is None:  # login_required ran first
+        abort(401)
+    return found
+
+
+def reviewable(exam_id: int) -> tuple[hallview.ExamFacts, frozenset[str]]:
+    """The exam and this user's review roles for it; 404 when they have none (never say it exists)."""
+    roles = review_roles(user().id, exam_id)
+    exam = hallview.exam_facts(get_db(), exam_id) if roles else None
+    if exam is None:
+        abort(404)
+    return exam, roles
+
+
+def student_of(exam_id: int, student_number: str) -> dict[str, Any]:
+    found = overview.student(get_db(), exam_id, student_number)
+    if found is None:
+        abort(404)
+    return found
+
+
+def session_in(exam_id: int, session_id: int) -> None:
+    row = get_db().execute("SELECT exam_id FROM agent_session WHERE id = ?", [session_id]).fetchone()
+    if row is None or row[0] != exam_id:
+        abort(404)
+
+
+def _wire(value: datetime | None) -> str | None:
+    return to_wire(value) if value is not None else None
+
+
+def finding_json(finding: findings.Finding, me: int) -> dict[str, Any]:
+    """A finding as the timeline page shows it: who, when, status, and what this user may do with it."""
+    current = finding.current
+    confirmers = {entry.author_id for entry in finding.confirmations}
+    return {
+        **findings.as_json(finding),
+        "mine": current.author_id == me,
+        "may_confirm": current.kind == "suspected_irregularity"
+        and current.author_id != me
+        and me not in confirmers,
+        "label": _status_label(finding),
+    }
+
+
+def _status_label(finding: findings.Finding) -> str:
+    kind = finding.current.kind
+    if kind == "no_irregularity":
+        return "no irregularity"
+    if kind == findings.NOTE:
+        return "note"
+    others = [e.author for e in finding.confirmations if e.author_id != finding.current.author_id]
+    return f"suspected (confirmed by {', '.join(others)})" if others else "suspected (unconfirmed)"
+
+
+def timeline_json(data: Timeline, me: int) -> dict[str, Any]:
+    """The compact JSON the timeline page draws: frames and unchanged spans per monitor, sites, device
+    events, observations (with whether a verdict covers them), gaps and findings."""
+    facts = data.session
+    frames, spans = [], []
+    for entry in data.entries:
+        if isinstance(entry, Frame):
+            frames.append(
+                [
+                    entry.capture_id,
+                    entry.monitor,
+                    to_wire(entry.at),
+                    bool(entry.thumb_sha256),
+                    entry.width,
+                    entry.height,
+                    entry.focused_app or "",
+                    entry.window_title or "",
+                ]
+            )
+        else:
+            spans.append([entry.monitor, to_wire(entry.start), to_wire(entry.end), entry.count])
+    observations = [(o["id"], o["at"]) for o in data.observations]
+    slack = timedelta(seconds=facts.capture_interval_s)
+    open_ids = overview.unreviewed(observations, data.findings, slack)
+    return {
+        "session": {
+            "id": facts.id,
+            "agent_id": facts.agent_id,
+            "os": facts.os,
+            "enrolled_at": to_wire(facts.enrolled_at),
+            "ended_at": _wire(facts.ended_at),
+            "state": facts.state,
+            "interval": facts.capture_interval_s,
+            "records": data.capture_records,
+            "chain_head": facts.chain_head,
+            "chain_length": facts.chain_length,
+        },
+        "start": to_wire(data.start),
+        "end": to_wire(data.end),
+        "monitors": sorted({frame[1] for frame in frames} | {span[0] for span in spans}) or [0],
+        "frames": frames,
+        "spans": spans,
+        "sites": [
+            {
+                "at": to_wire(s["time"]),
+                "host": s["host"],
+                "decision": s["decision"],
+                "source": s["source"],
+                "url": s["url"] or "",
+                "reason": s["reason"] or "",
+            }
+            for s in data.sites
+        ],
+        "devices": [
+            {"at": to_wire(d["at"]), "kind": d["kind"], "detail": d["detail"]} for d in data.device_events
+        ],
+        "observations": [
+            {
+                "id": o["id"],
+                "kind": o["kind"],
+                "label": KIND_TEXT.get(o["kind"], o["kind"]),
+                "at": to_wire(o["at"]),
+                "detail": o["detail"],
+                "reviewed": o["id"] not in open_ids,
+            }
+            for o in data.observations
+        ],
+        "gaps": [[to_wire(g.start), to_wire(g.end)] for g in data.gaps],
+        "findings": [finding_json(f, me) for f in data.findings],
+    }
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "send a JSON object")
+    return body
+
+
+def _moment(value: Any, name: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        return from_wire(str(value))
+    except ValueError:
+        abort(400, f"{name} is not a time")
+
+
+def _refused(exc: findings.FindingRefused) -> ResponseReturnValue:
+    return jsonify(error={"code": "refused", "message": str(exc)}), 409
+
+
+def register(bp: Blueprint) -> None:
+    @bp.get("/review/")
+    @login_required
+    def review_index() -> ResponseReturnValue:
+        return render_template("review_index.html", exams=staff.reviewable_exams(get_db(), user().id))
+
+    @bp.get("/review/exams/<int:exam_id>")
+    @login_required
+    def review_exam(exam_id: int) -> ResponseReturnValue:
+        exam, roles = reviewable(exam_id)
+        query = request.args.get("q", "").strip()[:200]
+        hits = overview.search(get_db(), exam_id, query) if query else []
+        return render_template(
+            "review_exam.html",
+            exam=exam,
+            roles=roles,
+            students=overview.exam_overview(get_db(), exam_id),
+            kind_text=KIND_TEXT,
+            status_text=STATUS_TEXT,
+            query=query,
+            hits=hits,
+        )
+
+    @bp.get("/review/exams/<int:exam_id>/search.json")
+    @login_required
+    def review_search(exam_id: int) -> ResponseReturnValue:
+        reviewable(exam_id)
+        query = request.args.get("q", "").strip()[:200]
+        return jsonify(hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)])
+
+    @bp.get("/review/exams/<int:exam_id>/students/<student_number>")
+    @login_required
+    def review_student(exam_id: int, student_number: str) -> ResponseReturnValue:
+        exam, roles = reviewable(exam_id)
+        found = student_of(exam_id, student_number)
+        return render_template("review_student.html", exam=exam, roles=roles, student=found)
+
+    @bp.get("/review/exams/<int:exam_id>/students/<student_number>/timeline.json")
+    @login_required
+    def review_timeline(exam_id: int, student_number: str) -> ResponseReturnValue:
+        reviewable(exam_id)
+        found = student_of(exam_id, student_number)
+        sessions = [s["id"] for s in found["sessions"]]
+        wanted = request.args.get("session", type=int) or (sessions[-1] if sessions else None)
+        if wanted is None or wanted not in sessions:
+            abort(404, "no session of this student")
+        me = user().id
+        detail = {"student_number": student_number, "view": "timeline"}
+        audit.record(get_db(), me, "capture_view", exam_id, wanted, detail)
+        return jsonify(timeline_json(timeline(get_db(), wanted), me))
+
+    @bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings")
+    @login_required
+    def review_record(exam_id: int, session_id: int) -> ResponseReturnValue:
+        reviewable(exam_id)
+        session_in(exam_id, session_id)
+        body = _body()
+        start = _moment(body.get("start"), "start")
+        if start is None:
+            abort(400, "a finding needs the moment it is about (start)")
+        try:
+            finding_id = findings.record(
+                get_db(),
+                session_id=session_id,
+                author_id=user().id,
+                verdict=str(body.get("kind", "")),
+                span_start=start,
+                span_end=_moment(body.get("end"), "end"),
+                text=str(body.get("text", "")),
+                observation_id=body.get("observation_id")
+                if isinstance(body.get("observation_id"), int)
+                else None,
+                supersedes=body.get("supersedes") if isinstance(body.get("supersedes"), int) else None,
+                now=utc_now(),
+            )
+        except findings.FindingRefused as exc:
+            return _refused(exc)
+        return jsonify(ok=True, id=finding_id), 201
+
+    def _finding_action(exam_id: int, session_id: int, finding_id: int, action: Any) -> ResponseReturnValue:
+        reviewable(exam_id)
+        session_in(exam_id, session_id)
+        if finding_id not in {entry.id for entry in findings.entries(get_db(), session_id)}:
+            abort(404)
+        text = str(_body().get("text", ""))[: findings.TEXT_MAX_CHARS]
+        try:
+            entry_id = action(get_db(), finding_id, user().id, utc_now(), text)
+        except findings.FindingRefused as exc:
+            return _refused(exc)
+        return jsonify(ok=True, id=entry_id), 201
+
+    @bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings/<int:finding_id>/confirm")
+    @login_required
+    def review_confirm(exam_id: int, session_id: int, finding_id: int) -> ResponseReturnValue:
+        return _finding_action(exam_id, session_id, finding_id, findings.confirm)
+
+    @bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings/<int:finding_id>/withdraw")
+    @login_required
+    def review_withdraw(exam_id: int, session_id: int, finding_id: int) -> ResponseReturnValue:
+        return _finding_action(exam_id, session_id, finding_id, findings.withdraw)
