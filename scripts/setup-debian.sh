@@ -18,6 +18,8 @@ needs=(
   "chromium chromium"
   "redis-server redis-server"
   "npm npm"
+  "systemd-analyze systemd"
+  "xprop x11-utils"
 )
 missing=()
 for pair in "${needs[@]}"; do
