@@ -21,39 +21,14 @@ from agent.grab import (
     frame_from_bgra,
 )
 
+from agent_xvfb import xvfb
+
 
 @pytest.fixture
 def xvfb_display() -> Iterator[str]:
-    """Start Xvfb on a free display number (chosen by Xvfb via -displayfd); yield ":N"; stop it."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (Debian package: xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp", "-noreset"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        number = b""
-        deadline = time.monotonic() + 15
-        while not number.endswith(b"\n") and time.monotonic() < deadline:
-            chunk = os.read(read_fd, 16)
-            if not chunk:
-                break
-            number += chunk
-        assert number.strip().isdigit(), f"Xvfb did not report a display (exit code {proc.poll()})"
-        assert proc.poll() is None
-        yield f":{int(number)}"
-    finally:
-        os.close(read_fd)
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """A real X server on a free display number (tests/agent/agent_xvfb.py)."""
+    with xvfb() as display:
+        yield display
 
 
 def test_mss_grabs_what_the_x_server_shows(xvfb_display):
