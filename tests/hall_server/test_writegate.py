@@ -1,5 +1,5 @@
-"""Group commit: many concurrent writers, every commit durable (its WAL fsynced) before it returns, and far
-fewer fsyncs than commits."""
+"""Group commit: many concurrent writers through the write gate all commit, none fails on SQLite's busy lock,
+and commits are made durable by the group WAL fsync (NORMAL inside, at most one fsync per commit)."""
 
 from __future__ import annotations
 
