@@ -6,8 +6,10 @@ changes and server instructions. Tests inject a ``grab`` callable that returns s
 
 Spool records written here (the uploader turns each into one request):
 
-- ``image``: body = 4-bit grayscale PNG; meta ``capture_id``, ``capture_meta`` (the exact
-  ``X-Invigil-Meta`` header value), ``media_type``;
+- ``image``: body = 4-bit grayscale PNG, of the whole screen (a key image) or of the tiles that changed
+  since the last image of that monitor (a tile update, ``agent.updates``); meta ``capture_id``,
+  ``capture_meta`` (the exact ``X-Invigil-Meta`` header value), ``media_type``, and for an update ``base``
+  (the capture it updates);
 - ``thumbnail``: body = small grayscale JPEG of the same capture; meta ``capture_id``, ``media_type``;
 - ``unchanged``: no body; meta ``record_id`` and ``unchanged`` (the wire object of ``payloads.Unchanged``).
 """
@@ -19,6 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +34,13 @@ from agent.change import (
     thumbnail_bgrx,
     update_thumbnail_bgrx,
 )
-from agent.encode import encode_screen, encode_thumbnail, luma, luma_bgrx
+from agent.encode import EncodedImage, encode_levels, encode_thumbnail, luma, luma_bgrx, quantise_gray4
 from agent.grab import Grab, MonitorFrame
 from agent.spool import Spool
+from agent.updates import changed_tiles, pack_tiles
 from invigil import payloads
 from invigil import protocol as p
+from invigil import tiles as t
 from invigil.timeutil import utc_now
 
 #: Triggers that always send an image, whatever the change test says.
@@ -79,6 +84,30 @@ class CaptureSettings:
     max_unchanged_s: float = 300.0
     thumbnail_width: int = 320
     send_thumbnails: bool = True
+    #: Tile side of tile updates, or None to send every changed screen whole (a server that does not offer
+    #: updates in its enrolment answer gets whole screens only).
+    tile: int | None = 64
+    #: A whole screen (key image) at least this often, so a reviewer's view of any moment is put back
+    #: together from one key image and the updates since ...
+    key_every_s: float = 300.0
+    #: ... and after at most this many updates in a row (the server refuses longer chains).
+    max_chain: int = 100
+    #: An update carrying more than this share of the screen's tiles goes as a key image instead.
+    key_share: float = 0.4
+
+
+def capture_settings(offer: Any) -> CaptureSettings:
+    """The capture settings for a hall server whose enrolment answer said ``tile_updates: offer``.
+
+    A server that does not offer tile updates (or not this agent's tile side) gets whole screens only.
+    """
+    default = CaptureSettings()
+    if not isinstance(offer, dict) or default.tile not in (offer.get("tiles") or ()):
+        return replace(default, tile=None)
+    max_chain = offer.get("max_chain")
+    if isinstance(max_chain, int) and 0 <= max_chain < default.max_chain:
+        return replace(default, max_chain=max_chain)
+    return default
 
 
 @dataclass(frozen=True)
@@ -90,6 +119,8 @@ class TickOutcome:
     record_id: str
     change: ChangeResult
     body_bytes: int
+    #: For an image: the number of tiles of a tile update, or 0 for a whole screen.
+    tiles: int = 0
 
 
 @dataclass
@@ -97,6 +128,10 @@ class _LastSent:
     reference: np.ndarray
     capture_id: str
     sent_at: datetime
+    #: Gray levels (0..15) of the screen the server now holds for this monitor, when updates are on.
+    levels: np.ndarray | None = None
+    key_at: datetime | None = None
+    chain: int = 0
 
 
 @dataclass
@@ -130,6 +165,16 @@ class CaptureLoop:
         #: Per monitor, the BGRX bytes and thumbnail of the previous grab (not the last sent image).
         self._previous: dict[int, _PreviousGrab] = {}
         self._geometry: tuple[tuple[int, int, int, int], ...] | None = None
+        #: Set by :meth:`send_key_images` (from the upload thread): the next image of each monitor is whole.
+        self._rekey = False
+        self._images_dropped = spool.images_dropped
+
+    def send_key_images(self) -> None:
+        """Send the next image of every monitor whole: the server lost an image that updates built on.
+
+        Called by the uploader (``agent.uploader``) when the server refuses an update for its base.
+        """
+        self._rekey = True
 
     def tick(
         self, trigger: str = "interval", focused_app: str | None = None, window_title: str | None = None
@@ -179,16 +224,29 @@ class CaptureLoop:
             return TickOutcome(frame.index, "unchanged", record_id, change, 0)
         capture_id = self.new_id()
         gray = frame_luma(frame)
-        image = encode_screen(gray)
+        levels = quantise_gray4(gray)
+        image, update = self._image(frame.index, levels, trigger, now, whole=stale)
+        if image is None:
+            # The change test saw a change, but not in the 16 gray levels the server keeps.
+            assert last is not None
+            record_id = self.new_id()
+            unchanged = payloads.Unchanged(frame.index, now, last.capture_id)
+            self.spool.append({"kind": "unchanged", "record_id": record_id, "unchanged": unchanged.as_wire()})
+            self._last[frame.index].reference = thumb
+            return TickOutcome(frame.index, "unchanged", record_id, change, 0)
+        base = last.capture_id if update is not None and last is not None else None
         meta = payloads.CaptureMeta(
             monitor=frame.index,
             agent_time=now,
             sha256=image.sha256,
-            width=image.width,
-            height=image.height,
+            width=levels.shape[1],
+            height=levels.shape[0],
             trigger=trigger,
             focused_app=focused_app[: p.MAX_APP_CHARS] if focused_app else None,
             window_title=window_title[: p.MAX_TITLE_CHARS] if window_title else None,
+            base=base,
+            tile=self.settings.tile if base else None,
+            tiles=update[1] if update else None,
         )
         while len(meta.as_header()) > MAX_META_HEADER_CHARS and meta.window_title:
             # ensure_ascii spells an emoji as 12 characters: 512 of them would not fit the header.
@@ -199,6 +257,7 @@ class CaptureLoop:
                 "capture_id": capture_id,
                 "capture_meta": meta.as_header(),
                 "media_type": image.media_type,
+                **({"base": base} if base else {}),
             },
             image.data,
         )
@@ -208,8 +267,59 @@ class CaptureLoop:
                 {"kind": "thumbnail", "capture_id": capture_id, "media_type": thumb_image.media_type},
                 thumb_image.data,
             )
-        self._last[frame.index] = _LastSent(thumb, capture_id, now)
-        return TickOutcome(frame.index, "image", capture_id, change, len(image.data))
+        if update is None:
+            sent = _LastSent(thumb, capture_id, now, levels if self.settings.tile else None, now, 0)
+        else:
+            assert last is not None
+            sent = _LastSent(thumb, capture_id, now, levels, last.key_at, last.chain + 1)
+        self._last[frame.index] = sent
+        return TickOutcome(
+            frame.index, "image", capture_id, change, len(image.data), update[0] if update else 0
+        )
+
+    def _key_due(self, last: _LastSent, trigger: str, now: datetime) -> str | None:
+        """Why the next image of a monitor must be whole, or None when a tile update will do."""
+        if self.settings.tile is None or last.levels is None or last.key_at is None:
+            return "updates off"
+        if trigger in ("start", "monitors"):
+            return trigger
+        if (now - last.key_at).total_seconds() >= self.settings.key_every_s:
+            return "key image due"
+        if last.chain >= self.settings.max_chain:
+            return "chain long enough"
+        return None
+
+    def _image(
+        self, monitor: int, levels: np.ndarray, trigger: str, now: datetime, whole: bool = False
+    ) -> tuple[EncodedImage | None, tuple[int, str] | None]:
+        """The PNG to send for ``levels`` and, for a tile update, its tile count and tile map.
+
+        ``whole`` asks for a whole screen (the screen went unsent for ``max_unchanged_s``). (None, None)
+        when updates are on and no tile changed: the caller sends "unchanged" instead.
+        """
+        last = self._last.get(monitor)
+        rekey, self._rekey = self._rekey, False
+        if self.spool.images_dropped != self._images_dropped:  # the spool's cap dropped what updates need
+            self._images_dropped, rekey = self.spool.images_dropped, True
+        if rekey:
+            for other in self._last.values():
+                other.levels = None  # every monitor's next image is whole
+        tile = self.settings.tile
+        if whole or rekey or last is None or tile is None or self._key_due(last, trigger, now) is not None:
+            return encode_levels(levels), None
+        assert last.levels is not None
+        if last.levels.shape != levels.shape:
+            return encode_levels(levels), None
+        indices = changed_tiles(last.levels, levels, tile)
+        rows, cols = t.grid(levels.shape[1], levels.shape[0], tile)
+        if not indices:
+            return None, None
+        if len(indices) > self.settings.key_share * rows * cols:
+            return encode_levels(levels), None
+        return encode_levels(pack_tiles(levels, indices, tile)), (
+            len(indices),
+            t.encode_map(indices, rows, cols),
+        )
 
     def run(
         self,

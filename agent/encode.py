@@ -152,6 +152,17 @@ def _png_gray4_file(width: int, height: int, idat: bytes) -> bytes:
     )
 
 
+def encode_levels(levels: np.ndarray) -> EncodedImage:
+    """A plane of gray levels 0..15 (:func:`quantise_gray4`) as a 4-bit grayscale PNG.
+
+    The capture loop's encoder when tile updates are on: it keeps the levels of the last image it sent to
+    find the changed tiles, and sends either the whole plane or the changed tiles packed
+    (``agent.updates``). Same bytes as :func:`encode_screen` of the luma the levels came from.
+    """
+    height, width = levels.shape
+    return _encoded(png_gray4(levels), width, height, "png")
+
+
 def encode_screen(image: np.ndarray, zlib_level: int = 6, contrast: float = DEFAULT_CONTRAST) -> EncodedImage:
     """A full-resolution screen as a 4-bit grayscale PNG; called by the capture loop for a changed screen.
 

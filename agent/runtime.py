@@ -191,6 +191,7 @@ class AgentRuntime:
             self.event("capture_error", {"reason": type(exc).__name__, "message": str(exc)[:300]})
             return
         loop = CaptureLoop(grab, self.spool, self.settings.capture, self.clock, self.new_id)
+        self.uploader.on_base_lost = loop.send_key_images
         if self.devices is not None and self.devices.list_monitors is None and hasattr(grab, "monitors"):
             self.devices.list_monitors = grab.monitors
         trigger, next_tick, captured_focus, last_focus_tick = "start", 0.0, None, -1e9

@@ -113,6 +113,9 @@ class Spool:
         state = self._read_state()
         self._dropped = DropReport(int(state.get("dropped_records", 0)), int(state.get("dropped_bytes", 0)))
         self._next_seq = max([int(state.get("next_seq", 1)), *(seq + 1 for seq in self._entries)])
+        #: How many ``image`` records the cap has dropped since this spool was opened: the capture loop
+        #: sends a whole screen after a drop, since the tile updates it sent built on what was dropped.
+        self.images_dropped = 0
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -178,6 +181,7 @@ class Spool:
             used -= victim.size
             self._remove(victim)
             self._dropped = DropReport(self._dropped.records + 1, self._dropped.bytes + victim.size)
+            self.images_dropped += victim.kind == "image"
             dropped = True
         return dropped
 

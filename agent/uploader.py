@@ -90,6 +90,7 @@ class Uploader:
         *,
         new_id: Callable[[], str],
         on_instruction: Callable[[str], None] = lambda kind: None,
+        on_base_lost: Callable[[], None] = lambda: None,
         policy: BackoffPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
@@ -98,6 +99,11 @@ class Uploader:
         self.spool = spool
         self.new_id = new_id
         self.on_instruction = on_instruction
+        #: Called when the server did not store an image: later tile updates cannot build on it, so the
+        #: capture loop must send whole screens next (``CaptureLoop.send_key_images``).
+        self.on_base_lost = on_base_lost
+        #: Captures the server does not have (refused, or built on one it does not have).
+        self._lost: set[str] = set()
         self.policy = policy or BackoffPolicy()
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
@@ -128,7 +134,14 @@ class Uploader:
         if record is None:
             return False
         try:
-            self._send(record)
+            if self._builds_on_lost(record):
+                log.info(
+                    "not sending spool record %s (%s): it builds on a capture the server lacks",
+                    record.seq,
+                    record.kind,
+                )
+            else:
+                self._send(record)
         except Refused as exc:
             self._refused(record, exc)
         except (p.ProtocolError, KeyError) as exc:  # a record this agent cannot read: never resendable
@@ -137,6 +150,14 @@ class Uploader:
         self.state.last_upload_at = self.clock()
         self.state.backlog = len(self.spool)
         return True
+
+    def _builds_on_lost(self, record: SpoolRecord) -> bool:
+        """A tile update or thumbnail of a capture the server lacks: sending it would only be refused."""
+        meta = record.meta
+        if record.kind == "image" and meta.get("base") in self._lost:
+            self._lost.add(meta["capture_id"])
+            return True
+        return record.kind == "thumbnail" and meta.get("capture_id") in self._lost
 
     def _refused(self, record: SpoolRecord, exc: Refused) -> None:
         if exc.status == 401:
@@ -149,6 +170,9 @@ class Uploader:
             self.state.stopped = f"This agent is too old for the hall server: {exc.message}"
             raise UploadStopped(self.state.stopped) from exc
         log.error("the server refused spool record %s (%s): %s", record.seq, record.kind, exc)
+        if record.kind == "image":
+            self._lost.add(record.meta.get("capture_id", ""))
+            self.on_base_lost()
         if record.kind != EVENT_KIND:  # an event about a refused event could be refused forever
             detail = {"reason": "refused", "status": exc.status, "code": exc.code[:64], "record": record.kind}
             event = payloads.DeviceEvent(self.new_id(), "capture_error", self.clock(), detail)

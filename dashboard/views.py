@@ -172,7 +172,15 @@ def register(bp: Blueprint) -> None:
             hall = state()
             keys = current_app.extensions["invigil_dashboard"]["keys"]
             key = keys.get(exam_id, lambda: hallview.exam_key(db, hall.master_key, exam_id))
-            body, media_type = hallview.capture_image(hall.blobs, key, exam_id, sha)
+            if thumbnail:
+                body, media_type = hallview.capture_image(hall.blobs, key, exam_id, sha)
+            else:  # a tile update is shown as the whole screen it leaves
+                try:
+                    body, media_type = hallview.capture_screen(
+                        db, hall.blobs, key, exam_id, session_id, capture_id
+                    )
+                except LookupError:  # an image it builds on is not stored
+                    abort(404)
             response = Response(body, mimetype=media_type)
         response.set_etag(etag)
         response.headers["Cache-Control"] = f"private, max-age={max_age}"

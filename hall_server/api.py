@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 from hall_server import errors, health, ingest, sessions
 from hall_server.openapi import openapi_document
 from hall_server.web import get_db, state
-from invigil import payloads
+from invigil import payloads, tiles
 from invigil import protocol as p
 from invigil.timeutil import to_wire, utc_now
 
@@ -105,6 +105,8 @@ def enrol() -> ResponseReturnValue:
             "ends_at": to_wire(session.student_ends_at),
             "capture_interval_s": session.capture_interval_s,
         },
+        # This server puts tile updates back together (docs/api.md); an agent sends them only when told so.
+        tile_updates={"tiles": list(tiles.TILE_SIDES), "max_chain": tiles.MAX_CHAIN},
     ), 201
 
 

@@ -53,6 +53,13 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "reason",
     ),
 }
+#: Columns hashed only when they hold a value, after those above: what a tile update adds (the capture it
+#: updates and which tiles it carries). Whole screens hash exactly as they did before updates existed.
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "capture": ("base_capture_id", "tile", "tile_map"),
+    "device_event": (),
+    "site_event": (),
+}
 #: The primary key of each table besides session_id, which names a record in a broken-link message.
 KEYS = {"capture": ("capture_id",), "device_event": ("event_id",), "site_event": ("source", "event_id")}
 TIME_FIELD = {"capture": "received_at", "device_event": "received_at", "site_event": "received_at"}
@@ -75,14 +82,22 @@ def link_hash(previous: str, kind: str, seq: int, fields: dict[str, Any]) -> str
 
 
 def _select(kind: str) -> str:
-    return ", ".join(FIELDS[kind])
+    return ", ".join(FIELDS[kind] + OPTIONAL_FIELDS[kind])
+
+
+def _fields(kind: str, values: Any) -> dict[str, Any]:
+    """The hashed fields of one row selected with :func:`_select` (optional ones only when set)."""
+    fields = dict(zip(FIELDS[kind] + OPTIONAL_FIELDS[kind], values, strict=True))
+    for name in OPTIONAL_FIELDS[kind]:
+        if fields[name] is None:
+            del fields[name]
+    return fields
 
 
 def link(db: sqlite_utils.Database, kind: str, session_id: int, *key: str) -> str:
     """Append the record just inserted to its session's chain; returns the new head.
 
     Call inside the write transaction that inserted it, right after the INSERT stored it (rowcount 1)."""
-    names = FIELDS[kind]
     where = " AND ".join(f"{column} = ?" for column in KEYS[kind])
     row = db.execute(
         f"SELECT {_select(kind)} FROM {kind} WHERE session_id = ? AND {where}",  # noqa: S608 (fixed names)
@@ -97,7 +112,7 @@ def link(db: sqlite_utils.Database, kind: str, session_id: int, *key: str) -> st
     if head is None:
         head = genesis(dict(zip(GENESIS_FIELDS, head_row[2:], strict=True)))
     seq = length + 1
-    new_head = link_hash(head, kind, seq, dict(zip(names, row, strict=True)))
+    new_head = link_hash(head, kind, seq, _fields(kind, row))
     db.execute(
         f"UPDATE {kind} SET chain_seq = ?, chain_hash = ? WHERE session_id = ? AND {where}",  # noqa: S608
         [seq, new_head, session_id, *key],
@@ -182,15 +197,14 @@ def session_chain(db: sqlite_utils.Database, session_id: int) -> SessionChain:
     if row is None:
         raise LookupError(f"no session {session_id}")
     records: list[ChainRecord] = []
-    for kind, names in FIELDS.items():
+    for kind in FIELDS:
         cursor = db.execute(
             f"SELECT chain_seq, chain_hash, {_select(kind)} FROM {kind} "  # noqa: S608 (fixed names)
             "WHERE session_id = ? AND chain_seq IS NOT NULL",
             [session_id],
         )
         records.extend(
-            ChainRecord(kind, values[0], dict(zip(names, values[2:], strict=True)), values[1])
-            for values in cursor
+            ChainRecord(kind, values[0], _fields(kind, values[2:]), values[1]) for values in cursor
         )
     records.sort(key=lambda record: record.seq)
     return SessionChain(

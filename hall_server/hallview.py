@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server import exams, images
+from hall_server import exams, frames, images
 from hall_server.blobs import BlobStore
 from hall_server.crypto import KeyUnavailable
 from hall_server.reports import data
@@ -343,7 +343,17 @@ def report_vault(db: sqlite_utils.Database, master_key: bytes, blobs: BlobStore,
         key = exams.exam_key(db, master_key, exam_id)
     except KeyUnavailable as exc:
         raise data.ReportUnavailable(str(exc)) from None
-    return data.Vault(blobs, key, exam_id)
+    return data.Vault(blobs, key, exam_id, db)
+
+
+def capture_screen(
+    db: sqlite_utils.Database, blobs: BlobStore, key: bytes, exam_id: int, session_id: int, capture_id: str
+) -> tuple[bytes, str]:
+    """What a capture's screen showed, whole (a tile update is put back together): (PNG bytes, media type).
+    Called by the dashboard's full-size view after it checked who may see it and wrote the audit row;
+    ``frames.ScreenUnavailable`` (a ``LookupError``) when an image it builds on is not stored."""
+    body = frames.screen_png(db, session_id, capture_id, lambda sha: blobs.get(exam_id, key, sha))
+    return body, IMAGE_MEDIA_TYPES.get(images.sniff_format(body) or "", "application/octet-stream")
 
 
 def capture_image(blobs: BlobStore, key: bytes, exam_id: int, sha: str) -> tuple[bytes, str]:

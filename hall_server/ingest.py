@@ -17,6 +17,7 @@ from hall_server import chain, errors, exams, images, live, rules
 from hall_server.blobs import BlobStore
 from hall_server.db import write_transaction
 from hall_server.sessions import Session, add_observation
+from invigil import tiles
 from invigil.payloads import CaptureMeta, DeviceEvent, SiteEvent, Unchanged
 from invigil.timeutil import to_wire
 
@@ -43,6 +44,30 @@ def _check_image(
     return fmt, width, height
 
 
+def _check_update(
+    db: sqlite_utils.Database, session: Session, meta: CaptureMeta
+) -> tuple[int, tuple[int, int]]:
+    """A tile update must build on a stored image of the same screen: (its chain depth, its body's size)."""
+    base = db.execute(
+        "SELECT monitor, width, height, chain_depth FROM capture WHERE session_id = ? AND capture_id = ? "
+        "AND changed = 1",
+        [session.id, meta.base],
+    ).fetchone()
+    if base is None or tuple(base[:3]) != (meta.monitor, meta.width, meta.height):
+        raise errors.Conflict(
+            f"capture {meta.base}, which this update builds on, is not stored for screen {meta.monitor} "
+            f"at {meta.width}x{meta.height}: send the whole screen",
+            "unknown_base",
+        )
+    if base[3] + 1 > tiles.MAX_CHAIN:
+        raise errors.Unprocessable(
+            f"more than {tiles.MAX_CHAIN} updates in a row: send the whole screen", "chain_too_long"
+        )
+    assert meta.tile is not None
+    _rows, cols = tiles.grid(meta.width, meta.height, meta.tile)
+    return base[3] + 1, tiles.packed_size(len(meta.tile_indices()), cols, meta.tile)
+
+
 def store_capture(
     db: sqlite_utils.Database,
     blobs: BlobStore,
@@ -55,7 +80,8 @@ def store_capture(
     now: datetime,
     settings: dict[str, Any],
 ) -> bool:
-    """Store one changed screen image. Returns True if stored now, False if it was already stored."""
+    """Store one changed screen image, whole or a tile update. Returns True if stored now, False if it was
+    already stored."""
     existing = db.execute(
         "SELECT sha256 FROM capture WHERE session_id = ? AND capture_id = ?", [session.id, capture_id]
     ).fetchone()
@@ -69,16 +95,15 @@ def store_capture(
             "or altered; send it again",
             "sha256_mismatch",
         )
-    fmt, width, height = _check_image(
-        body, content_type, (meta.width, meta.height), settings["capture_max_pixels"]
-    )
+    depth, body_size = _check_update(db, session, meta) if meta.is_update else (0, (meta.width, meta.height))
+    fmt, _width, _height = _check_image(body, content_type, body_size, settings["capture_max_pixels"])
     key = exams.exam_key(db, master_key, session.exam_id)
     blobs.put(session.exam_id, key, body)
     with write_transaction(db):
         cursor = db.execute(
             "INSERT OR IGNORE INTO capture (session_id, capture_id, exam_id, monitor, agent_time, "
-            "received_at, changed, sha256, size, width, height, format, trigger, focused_app, window_title) "
-            "VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?)",
+            "received_at, changed, sha256, size, width, height, format, trigger, focused_app, window_title, "
+            "base_capture_id, tile, tile_map, chain_depth) VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 session.id,
                 capture_id,
@@ -88,12 +113,16 @@ def store_capture(
                 to_wire(now),
                 meta.sha256,
                 len(body),
-                width,
-                height,
+                meta.width,
+                meta.height,
                 fmt,
                 meta.trigger,
                 meta.focused_app,
                 meta.window_title,
+                meta.base,
+                meta.tile,
+                meta.tiles,
+                depth,
             ],
         )
         if cursor.rowcount == 0:  # a concurrent resend of the same id won the race

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from invigil import protocol as p
+from invigil import tiles as t
 from invigil.timeutil import from_wire, to_wire
 
 
@@ -152,7 +153,12 @@ def parse_heartbeat(payload: Any) -> Heartbeat:
 
 @dataclass(frozen=True)
 class CaptureMeta:
-    """What the agent says about one changed screen image; the body carries the image itself."""
+    """What the agent says about one changed screen image; the body carries the image itself.
+
+    ``width`` and ``height`` are always the screen's. A whole screen (a *key image*) has no ``base``; a
+    *tile update* names the capture it updates in ``base``, its tile side in ``tile`` and the tiles it
+    carries in ``tiles`` (a tile map, ``invigil.tiles``), and its body holds only those tiles.
+    """
 
     monitor: int
     agent_time: datetime
@@ -162,10 +168,33 @@ class CaptureMeta:
     trigger: str = "interval"
     focused_app: str | None = None
     window_title: str | None = None
+    base: str | None = None
+    tile: int | None = None
+    tiles: str | None = None
+
+    @property
+    def is_update(self) -> bool:
+        return self.base is not None
+
+    def tile_indices(self) -> list[int]:
+        """Row-major numbers of the tiles a tile update carries (checked by :func:`parse_capture_meta`)."""
+        if self.tile is None or self.tiles is None:
+            return []
+        rows, cols = t.grid(self.width, self.height, self.tile)
+        return t.decode_map(self.tiles, rows, cols)
 
     def as_header(self) -> str:
-        # ensure_ascii keeps the header latin-1 safe while window titles stay UTF-8 exact.
-        return json.dumps({**asdict(self), "agent_time": to_wire(self.agent_time)}, ensure_ascii=True)
+        # ensure_ascii keeps the header latin-1 safe while window titles stay UTF-8 exact. A key image
+        # leaves the update fields out, so it reads as it always did.
+        fields = {**asdict(self), "agent_time": to_wire(self.agent_time)}
+        if self.base is None:
+            for name in UPDATE_FIELDS:
+                del fields[name]
+        return json.dumps(fields, ensure_ascii=True)
+
+
+#: The fields only a tile update carries; all three or none.
+UPDATE_FIELDS = ("base", "tile", "tiles")
 
 
 MAX_PIXELS_PER_SIDE = 16_384
@@ -183,13 +212,19 @@ def parse_capture_meta(header: str | None) -> CaptureMeta:
     payload = _need_object(payload, f"header {p.META_HEADER}")
     _unknown_keys(
         payload,
-        {"monitor", "agent_time", "sha256", "width", "height", "trigger", "focused_app", "window_title"},
+        {"monitor", "agent_time", "sha256", "width", "height", "trigger", "focused_app", "window_title"}
+        | set(UPDATE_FIELDS),
         "the capture metadata",
     )
     sha = _str(payload, "sha256", max_len=64) or ""
     if not p.SHA256_RE.match(sha):
         raise p.ProtocolError("bad_sha256", "field 'sha256' must be 64 lower-case hex digits")
-    return CaptureMeta(
+    present = [name for name in UPDATE_FIELDS if payload.get(name) is not None]
+    if present and len(present) != len(UPDATE_FIELDS):
+        raise p.ProtocolError(
+            "missing_field", "a tile update needs all of 'base', 'tile' and 'tiles'; a whole screen none"
+        )
+    meta = CaptureMeta(
         monitor=_int(payload, "monitor", lo=0, hi=p.MAX_MONITORS - 1) or 0,
         agent_time=_time(payload, "agent_time"),
         sha256=sha,
@@ -199,6 +234,21 @@ def parse_capture_meta(header: str | None) -> CaptureMeta:
         focused_app=_str(payload, "focused_app", max_len=p.MAX_APP_CHARS, required=False),
         window_title=_str(payload, "window_title", max_len=p.MAX_TITLE_CHARS, required=False),
     )
+    if not present:
+        return meta
+    tile = _int(payload, "tile", lo=min(t.TILE_SIDES), hi=max(t.TILE_SIDES))
+    if tile not in t.TILE_SIDES:
+        raise p.ProtocolError(
+            "bad_value", f"field 'tile' must be one of: {', '.join(map(str, t.TILE_SIDES))}"
+        )
+    meta = replace(
+        meta,
+        base=check_id(payload.get("base"), "base"),
+        tile=tile,
+        tiles=_str(payload, "tiles", max_len=4096),
+    )
+    meta.tile_indices()  # the map must fit the screen's grid and mark at least one tile
+    return meta
 
 
 @dataclass(frozen=True)

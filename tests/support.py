@@ -68,6 +68,23 @@ def provision_exam(
     return ExamSetup(data_dir, exam_id, hall_id, join_code, numbers)
 
 
+def stored_screen(setup: ExamSetup, session_id: int, capture_id: str) -> Image.Image:
+    """The whole screen the hall server holds for a capture (a tile update put back together), in gray."""
+    from hall_server import frames
+    from hall_server.blobs import BlobStore
+
+    store = db.connect(setup.data_dir)
+    try:
+        key = exams.exam_key(store, crypto.load_or_create_master_key(setup.data_dir), setup.exam_id)
+        blobs = BlobStore(setup.data_dir)
+        body = frames.screen_png(
+            store, session_id, capture_id, lambda sha: blobs.get(setup.exam_id, key, sha)
+        )
+    finally:
+        store.close()
+    return Image.open(io.BytesIO(body)).convert("L")
+
+
 def png_bytes(width: int = 320, height: int = 200, seed: int = 0) -> bytes:
     """A small real PNG whose content depends on ``seed``."""
     image = Image.new("L", (width, height), 255)

@@ -20,7 +20,7 @@ from typing import Any
 import sqlite_utils
 from PIL import Image
 
-from hall_server import chain, crypto, exams
+from hall_server import chain, crypto, exams, frames
 from hall_server.blobs import BlobStore
 from hall_server.reports.timeline import Frame, Timeline, timeline
 from invigil.timeutil import from_wire, to_wire, utc_now
@@ -43,7 +43,10 @@ class Vault:
     blobs: BlobStore
     key: bytes
     exam_id: int
+    #: The store, to put tile updates back together (``hall_server.frames``).
+    db: sqlite_utils.Database | None = None
     _cache: dict[str, bytes] = field(default_factory=dict)
+    _composer: frames.Composer = field(default_factory=frames.Composer)
 
     def read(self, sha256_hex: str) -> bytes | None:
         if sha256_hex not in self._cache:
@@ -53,9 +56,24 @@ class Vault:
                 return None
         return self._cache[sha256_hex]
 
+    def _read_strict(self, sha256_hex: str) -> bytes:
+        body = self.read(sha256_hex)
+        if body is None:
+            raise frames.ScreenUnavailable(f"blob {sha256_hex[:12]} is gone")
+        return body
+
+    def screen(self, session_id: int | None, capture_id: str, sha256_hex: str) -> bytes | None:
+        """The whole screen of a capture (a tile update put back together), or None when a piece is gone."""
+        if session_id is None or self.db is None:
+            return self.read(sha256_hex)
+        try:
+            return frames.screen_png(self.db, session_id, capture_id, self._read_strict, self._composer)
+        except frames.ScreenUnavailable:
+            return None
+
     def read_uri(self, frame: Frame) -> str | None:
         """The full capture of ``frame`` as a data: URI, or None when its blob is gone."""
-        body = self.read(frame.sha256)
+        body = self.screen(frame.session_id, frame.capture_id, frame.sha256)
         return data_uri(body, _media_type(body)) if body is not None else None
 
 
@@ -65,7 +83,7 @@ def open_vault(db: sqlite_utils.Database, data_dir: str | Path, exam_id: int) ->
         key = exams.exam_key(db, master, exam_id)
     except crypto.KeyUnavailable as exc:
         raise ReportUnavailable(str(exc)) from None
-    return Vault(BlobStore(data_dir), key, exam_id)
+    return Vault(BlobStore(data_dir), key, exam_id, db)
 
 
 def data_uri(body: bytes, media_type: str) -> str:
@@ -77,7 +95,7 @@ def thumbnail_uri(vault: Vault, frame: Frame) -> str | None:
         thumb = vault.read(frame.thumb_sha256)
         if thumb is not None:
             return data_uri(thumb, _media_type(thumb))
-    full = vault.read(frame.sha256)
+    full = vault.screen(frame.session_id, frame.capture_id, frame.sha256)
     if full is None:
         return None
     with Image.open(io.BytesIO(full)) as image:
@@ -154,15 +172,15 @@ def sample(frames: list[Frame], limit: int) -> list[Frame]:
 def shots_around(frames_by_monitor: dict[int, list[Frame]], at: datetime, vault: Vault) -> list[Shot]:
     """Per monitor: the screen shown at ``at`` and the next change within NEXT_WITHIN."""
     shots: list[Shot] = []
-    for monitor, frames in sorted(frames_by_monitor.items()):
-        times = [frame.at for frame in frames]
+    for monitor, monitor_frames in sorted(frames_by_monitor.items()):
+        times = [frame.at for frame in monitor_frames]
         index = bisect.bisect_right(times, at)
         suffix = f" (monitor {monitor + 1})" if len(frames_by_monitor) > 1 else ""
         if index > 0:
-            frame = frames[index - 1]
+            frame = monitor_frames[index - 1]
             shots.append(Shot(f"on screen at {at:%H:%M:%S}{suffix}", frame, vault.read_uri(frame)))
-        if index < len(frames) and frames[index].at - at <= NEXT_WITHIN:
-            frame = frames[index]
+        if index < len(monitor_frames) and monitor_frames[index].at - at <= NEXT_WITHIN:
+            frame = monitor_frames[index]
             shots.append(Shot(f"next change{suffix}", frame, vault.read_uri(frame)))
     return shots
 

@@ -276,7 +276,7 @@ def export_student_data(
             captures = []
             for capture in store.execute(
                 "SELECT capture_id, monitor, agent_time, received_at, changed, sha256, width, height, "
-                "format, trigger, focused_app, window_title, since_capture_id FROM capture "
+                "format, trigger, focused_app, window_title, since_capture_id, base_capture_id FROM capture "
                 "WHERE session_id = ? "
                 "ORDER BY agent_time, capture_id",
                 [session_id],
@@ -297,13 +297,14 @@ def export_student_data(
                             "focused_app",
                             "window_title",
                             "since_capture_id",
+                            "base_capture_id",
                         ),
                         capture,
                         strict=True,
                     )
                 )
                 if record["changed"]:
-                    body = vault.read(record["sha256"])
+                    body = vault.screen(session_id, record["capture_id"], record["sha256"])
                     if body is not None:
                         name = f"captures/session-{session_id}/{record['capture_id']}.png"
                         archive.writestr(name, _png(body), zipfile.ZIP_STORED)

@@ -39,6 +39,8 @@ class Frame:
     focused_app: str | None
     window_title: str | None
     kind: str = "frame"
+    #: The session it belongs to: a tile update is put back together from that session's chain.
+    session_id: int | None = None
 
 
 @dataclass
@@ -133,7 +135,7 @@ def session_facts(db: sqlite_utils.Database, session_id: int) -> SessionFacts:
     return SessionFacts(*values)
 
 
-def collapse(rows: list[tuple[Any, ...]]) -> list[Frame | UnchangedSpan]:
+def collapse(rows: list[tuple[Any, ...]], session_id: int | None = None) -> list[Frame | UnchangedSpan]:
     """Capture rows in time order -> frames and unchanged spans (pure). Row columns: capture_id, monitor,
     agent_time, received_at, changed, sha256, thumb_sha256, width, height, trigger, focused_app,
     window_title, since_capture_id."""
@@ -144,7 +146,23 @@ def collapse(rows: list[tuple[Any, ...]]) -> list[Frame | UnchangedSpan]:
         at = from_wire(agent_time)
         if changed:
             open_spans.pop(monitor, None)
-            entries.append(Frame(capture_id, monitor, at, received_at, *row[5:12]))
+            sha, thumb, width, height, trigger, app, title = row[5:12]
+            entries.append(
+                Frame(
+                    capture_id,
+                    monitor,
+                    at,
+                    received_at,
+                    sha,
+                    thumb,
+                    width,
+                    height,
+                    trigger,
+                    app,
+                    title,
+                    session_id=session_id,
+                )
+            )
             continue
         since = row[12]
         span = open_spans.get(monitor)
@@ -187,7 +205,7 @@ def timeline(db: sqlite_utils.Database, session_id: int) -> Timeline:
         [session_id],
     ).fetchall()
     result = Timeline(facts, capture_records=len(rows))
-    result.entries = collapse(rows)
+    result.entries = collapse(rows, session_id)
     result.gaps = find_gaps([from_wire(row[2]) for row in rows], facts.capture_interval_s, facts.enrolled_at)
     result.sites = [
         {

@@ -6,16 +6,19 @@ import hashlib
 import io
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from agent.capture import CaptureLoop, CaptureSettings
+from agent.capture import CaptureLoop, CaptureSettings, capture_settings
+from agent.encode import quantise_gray4
 from agent.grab import MonitorFrame
 from agent.spool import Spool
-from invigil import payloads
+from agent.updates import apply_tiles
+from invigil import payloads, tiles
 
 from agent_screens import PARAGRAPHS, render_page
 
@@ -191,3 +194,108 @@ def test_bgrx_grabs_reuse_the_last_grab_but_still_see_every_change(spool):
     assert loop.tick()[0].kind == "image"
     screens.pages = [render_page(size=(1024, 768))]  # another resolution
     assert loop.tick()[0].change.reason == "screen size changed"
+
+
+def typed(words: int, **kwargs) -> np.ndarray:
+    """The exam page with ``words`` words of the second paragraph typed."""
+    return render_page((PARAGRAPHS[0], " ".join(PARAGRAPHS[1].split()[:words])), **kwargs)
+
+
+def sent_images(spool: Spool) -> list[tuple[dict, bytes]]:
+    return [(json.loads(r.meta["capture_meta"]), r.body) for r in records(spool) if r.kind == "image"]
+
+
+def test_after_a_whole_screen_only_the_changed_tiles_go_and_they_rebuild_the_screen(spool):
+    screens = FakeScreens(typed(10))
+    loop = CaptureLoop(screens, spool, CaptureSettings(send_thumbnails=False))
+    first = loop.tick()[0]
+    levels = [quantise_gray4(screens()[0].rgb)]
+    outcomes = []
+    for words in (18, 26, 34):
+        screens.pages = [typed(words)]
+        outcomes.append(loop.tick()[0])
+        levels.append(quantise_gray4(screens()[0].rgb))
+    assert first.tiles == 0 and all(o.kind == "image" and 0 < o.tiles < 20 for o in outcomes)
+    assert all(o.body_bytes < first.body_bytes / 3 for o in outcomes)
+    images = sent_images(spool)
+    screen = np.asarray(Image.open(io.BytesIO(images[0][1])))
+    for (meta, body), want, outcome in zip(images[1:], levels[1:], outcomes, strict=True):
+        indices = tiles.decode_map(meta["tiles"], *tiles.grid(meta["width"], meta["height"], meta["tile"]))
+        assert len(indices) == outcome.tiles and (meta["width"], meta["height"]) == screen.shape[::-1]
+        packed = np.asarray(Image.open(io.BytesIO(body))) // 17
+        screen = apply_tiles(screen // 17, packed, indices, meta["tile"]) * 17
+        assert np.array_equal(screen // 17, want)  # pixel for pixel what a whole screen would carry
+
+
+def test_each_update_names_the_image_before_it(spool):
+    screens = FakeScreens(typed(10))
+    loop = CaptureLoop(screens, spool, CaptureSettings(send_thumbnails=False))
+    ids = [loop.tick()[0].record_id]
+    for words in (18, 26):
+        screens.pages = [typed(words)]
+        ids.append(loop.tick()[0].record_id)
+    images = [r for r in records(spool) if r.kind == "image"]
+    assert [r.meta.get("base") for r in images] == [None, ids[0], ids[1]]
+    assert [json.loads(r.meta["capture_meta"]).get("base") for r in images] == [None, ids[0], ids[1]]
+
+
+@pytest.mark.parametrize(
+    "settings, steps, whole",
+    [
+        (CaptureSettings(key_every_s=60), 6, [0, 4]),  # 15 s apart: a whole screen every minute
+        (CaptureSettings(max_chain=2), 6, [0, 3]),  # at most two updates in a row
+        (CaptureSettings(key_share=0.0), 3, [0, 1, 2]),  # any update is "too big"
+        (CaptureSettings(tile=None), 3, [0, 1, 2]),  # a server without updates
+    ],
+)
+def test_whole_screens_come_when_due(spool, settings, steps, whole):
+    clock = FakeClock()
+    screens = FakeScreens(typed(4))
+    loop = CaptureLoop(screens, spool, replace(settings, send_thumbnails=False), clock=clock)
+    got = []
+    for step in range(steps):
+        screens.pages = [typed(4 + 8 * step)]
+        got.append(loop.tick()[0].tiles)
+        clock.now += timedelta(seconds=15)
+    assert [i for i, n in enumerate(got) if n == 0] == whole
+
+
+def test_a_lost_base_or_a_dropped_image_makes_the_next_image_whole(tmp_path):
+    spool = Spool(tmp_path / "spool", max_bytes=40_000)
+    screens = FakeScreens(typed(4))
+    loop = CaptureLoop(screens, spool, CaptureSettings(send_thumbnails=False))
+    loop.tick()
+    screens.pages = [typed(12)]
+    assert loop.tick()[0].tiles > 0
+    loop.send_key_images()  # the uploader heard "unknown_base"
+    screens.pages = [typed(20)]
+    assert loop.tick()[0].tiles == 0
+    screens.pages = [typed(28)]
+    assert loop.tick()[0].tiles > 0
+    while spool.images_dropped == 0:  # fill the spool until its cap drops an image
+        spool.append({"kind": "image", "capture_id": "filler00"}, b"x" * 9000)
+    screens.pages = [typed(36)]
+    assert loop.tick()[0].tiles == 0
+
+
+def test_a_change_the_16_levels_cannot_show_is_an_unchanged_record(spool):
+    panel = render_page(PARAGRAPHS)
+    panel[100:400, 100:600] = 226  # light gray: gray levels 225..244 are all level 14
+    screens = FakeScreens(panel)
+    loop = CaptureLoop(screens, spool, CaptureSettings(send_thumbnails=False))
+    loop.tick()
+    lighter = panel.copy()
+    lighter[100:400, 100:600] = 243  # 17 gray values lighter: the change test sees it
+    screens.pages = [lighter]
+    outcome = loop.tick()[0]
+    assert outcome.change.changed and outcome.kind == "unchanged"
+    screens.pages = [lighter]
+    assert loop.tick()[0].kind == "unchanged"  # and it is the new reference, not a change every tick
+
+
+def test_the_server_offer_decides_whether_updates_are_sent():
+    assert capture_settings(None).tile is None
+    assert capture_settings({"tiles": [128]}).tile is None
+    offered = capture_settings({"tiles": [16, 32, 64, 128, 256], "max_chain": 120})
+    assert offered.tile == 64 and offered.max_chain == CaptureSettings().max_chain
+    assert capture_settings({"tiles": [64], "max_chain": 10}).max_chain == 10

@@ -8,9 +8,11 @@ import sqlite3
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from agent.capture import CaptureLoop, CaptureSettings, new_record_id
+from agent.encode import quantise_gray4
 from agent.grab import MonitorFrame
 from agent.spool import Spool
 from agent.transport import HallClient
@@ -20,7 +22,7 @@ from invigil.timeutil import utc_now
 
 from agent_relay import Relay
 from agent_screens import PARAGRAPHS, render_page
-from support import LiveServer
+from support import LiveServer, stored_screen
 
 FAST = BackoffPolicy(base_s=0.05, max_s=0.4, pace_max_s=0.0)
 WORDS = PARAGRAPHS[1].split()
@@ -51,6 +53,11 @@ class ChangingScreen:
         text = f"Draft {self.steps}: " + " ".join(WORDS[shift:] + WORDS[:shift])
         page = render_page((PARAGRAPHS[0], text), size=(640, 400), origin=(20, 40))
         return [MonitorFrame(0, 0, 0, 640, 400, page)]
+
+
+def shown_levels(screen: ChangingScreen) -> np.ndarray:
+    """The 16 gray levels the agent keeps of what ``screen`` shows now."""
+    return quantise_gray4(screen()[0].rgb)
 
 
 def wait_until(condition, timeout_s: float = 30.0, what: str = "condition") -> None:
@@ -211,16 +218,19 @@ def test_heartbeat_carries_the_backlog_and_hands_over_instructions(exam, live_se
 def test_the_spool_cap_holds_through_an_outage_and_the_drop_is_reported(exam, live_server, tmp_path):
     relay = Relay(live_server.port)
     client = enrolled(relay.url, exam)
-    cap = 160_000
+    cap = 60_000  # room for a few images: the oldest images go, with the updates built on them
     spool = Spool(tmp_path / "spool", max_bytes=cap)
     screen = ChangingScreen()
     loop = CaptureLoop(screen, spool)
     relay.cut()
-    taken = []
+    taken, kinds = [], []
     for _ in range(20):
         screen.step()
-        taken += [o.record_id for o in loop.tick()]
+        outcome = loop.tick()[0]
+        taken.append(outcome.record_id)
+        kinds.append("update" if outcome.tiles else "whole")
         assert spool.bytes_used <= cap
+    assert spool.images_dropped > 0 and kinds.count("whole") > 1  # a whole screen after each image drop
     dropped = spool.take_dropped()
     assert dropped.records > 0
     event = DeviceEvent(new_record_id(), "spool_dropped", utc_now(), {"records": dropped.records})
@@ -230,8 +240,12 @@ def test_the_spool_cap_holds_through_an_outage_and_the_drop_is_reported(exam, li
     assert uploader.drain(20)
     relay.close()
     arrived = [row[0] for row in query(exam, "SELECT capture_id FROM capture ORDER BY rowid")]
-    assert arrived == taken[-len(arrived) :]  # the newest survive, still in order
-    assert 0 < len(arrived) < len(taken)
+    assert arrived and arrived[-1] == taken[-1]  # the newest screen survives
+    assert [i for i in taken if i in arrived] == arrived  # in order, none twice
+    (session_id,) = query(exam, "SELECT id FROM agent_session")[0]
+    for capture_id in arrived:  # every stored capture is a whole screen or builds on stored ones
+        assert stored_screen(exam, session_id, capture_id).size == (640, 400)
+    assert np.array_equal(np.asarray(stored_screen(exam, session_id, taken[-1])), shown_levels(screen) * 17)
     assert query(exam, "SELECT kind FROM device_event") == [("spool_dropped",)]
 
 
