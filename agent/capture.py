@@ -34,7 +34,14 @@ from agent.change import (
     thumbnail_bgrx,
     update_thumbnail_bgrx,
 )
-from agent.encode import EncodedImage, encode_levels, encode_thumbnail, luma, luma_bgrx, quantise_gray4
+from agent.encode import (
+    EncodedImage,
+    encode_levels,
+    encode_thumbnail,
+    levels_bgrx,
+    luma,
+    quantise_gray4,
+)
 from agent.grab import Grab, MonitorFrame
 from agent.spool import Spool
 from agent.updates import changed_tiles, pack_tiles
@@ -64,9 +71,22 @@ def frame_thumbnail(
     return thumbnail(frame.rgb, scale)
 
 
-def frame_luma(frame: MonitorFrame) -> np.ndarray:
-    """Full-resolution luma of a frame, made once per changed screen for both the PNG and the thumbnail."""
-    return luma_bgrx(frame.bgrx) if frame.bgrx is not None else luma(frame.rgb)
+def frame_levels(frame: MonitorFrame) -> np.ndarray:
+    """The 16 gray levels of a changed frame at full resolution (straight from its BGRX bytes when it has
+    them): what the PNG carries and what the next tile update is compared against."""
+    return levels_bgrx(frame.bgrx) if frame.bgrx is not None else quantise_gray4(luma(frame.rgb))
+
+
+def preview(thumb: np.ndarray, levels: np.ndarray, width: int) -> EncodedImage:
+    """The live view's JPEG of a changed screen, ``width`` px wide (never wider than the screen).
+
+    Made from the change test's thumbnail (block means of 8 x 8 pixels, already there) when that is wide
+    enough, as for 1920 px screens and wider; from the full-resolution levels for smaller screens.
+    """
+    width = min(width, levels.shape[1])
+    if thumb.shape[1] >= width:
+        return encode_thumbnail(thumb, width)
+    return encode_thumbnail(levels * np.uint8(17), width)
 
 
 def new_record_id() -> str:
@@ -82,7 +102,8 @@ class CaptureSettings:
     #: Send a full image at least this often even when nothing changed enough (a clock ticking for an hour
     #: is still worth one picture every few minutes).
     max_unchanged_s: float = 300.0
-    thumbnail_width: int = 320
+    #: Width of the live view's picture (the hall view's tiles and the seat panel are narrower).
+    thumbnail_width: int = 240
     send_thumbnails: bool = True
     #: Tile side of tile updates, or None to send every changed screen whole (a server that does not offer
     #: updates in its enrolment answer gets whole screens only).
@@ -223,8 +244,7 @@ class CaptureLoop:
             self.spool.append({"kind": "unchanged", "record_id": record_id, "unchanged": unchanged.as_wire()})
             return TickOutcome(frame.index, "unchanged", record_id, change, 0)
         capture_id = self.new_id()
-        gray = frame_luma(frame)
-        levels = quantise_gray4(gray)
+        levels = frame_levels(frame)
         image, update = self._image(frame.index, levels, trigger, now, whole=stale)
         if image is None:
             # The change test saw a change, but not in the 16 gray levels the server keeps.
@@ -262,7 +282,7 @@ class CaptureLoop:
             image.data,
         )
         if self.settings.send_thumbnails:
-            thumb_image = encode_thumbnail(gray, self.settings.thumbnail_width)
+            thumb_image = preview(thumb, levels, self.settings.thumbnail_width)
             self.spool.append(
                 {"kind": "thumbnail", "capture_id": capture_id, "media_type": thumb_image.media_type},
                 thumb_image.data,

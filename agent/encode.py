@@ -96,6 +96,26 @@ def luma_bgrx(bgrx: np.ndarray, strip_rows: int = 64) -> np.ndarray:
     return out
 
 
+def levels_bgrx(bgrx: np.ndarray, lut: np.ndarray | None = None, strip_rows: int = 64) -> np.ndarray:
+    """mss-style (h, w, 4) BGRX uint8 -> gray levels 0..15 (h, w), ``strip_rows`` at a time.
+
+    :func:`quantise_gray4` of :func:`luma_bgrx`, without ever holding the full-resolution luma plane: the
+    capture loop keeps the levels of the last image it sent, and one plane fewer keeps its peak RSS under
+    target (``bench/agent.py``).
+    """
+    if bgrx.ndim != 3 or bgrx.shape[2] != 4 or bgrx.dtype != np.uint8:
+        raise ValueError(f"expected an (h, w, 4) uint8 array, got {bgrx.shape} {bgrx.dtype}")
+    table = (QUANTISE_LUT if lut is None else lut).tolist()
+    height, width = bgrx.shape[:2]
+    source = np.ascontiguousarray(bgrx)
+    out = np.empty((height, width), dtype=np.uint8)
+    for top in range(0, height, strip_rows):
+        rows = min(strip_rows, height - top)
+        strip = Image.frombuffer("RGB", (width, rows), source[top : top + rows], "raw", "BGRX", 0, 1)
+        out[top : top + rows] = np.asarray(strip.convert("L").point(table))
+    return out
+
+
 def quantise_lut(levels: int = GRAY_LEVELS, contrast: float = DEFAULT_CONTRAST) -> np.ndarray:
     """Lookup table 0..255 -> 0..levels-1: a linear ramp blended with a smoothstep by ``contrast`` (0..1).
 

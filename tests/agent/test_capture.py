@@ -78,7 +78,7 @@ def test_first_tick_spools_a_valid_capture_and_thumbnail(spool):
     assert image.meta["media_type"] == "image/png"
     assert Image.open(io.BytesIO(image.body)).size == (1280, 800)
     assert thumb.meta["capture_id"] == image.meta["capture_id"] == outcomes[0].record_id
-    assert Image.open(io.BytesIO(thumb.body)).size == (320, 200)
+    assert Image.open(io.BytesIO(thumb.body)).size == (240, 150)
 
 
 def test_unchanged_screen_sends_a_tiny_record_pointing_at_the_last_image(spool):
@@ -299,3 +299,14 @@ def test_the_server_offer_decides_whether_updates_are_sent():
     offered = capture_settings({"tiles": [16, 32, 64, 128, 256], "max_chain": 120})
     assert offered.tile == 64 and offered.max_chain == CaptureSettings().max_chain
     assert capture_settings({"tiles": [64], "max_chain": 10}).max_chain == 10
+
+
+@pytest.mark.parametrize(
+    "size, want", [((1920, 1080), (240, 135)), ((1366, 768), (240, 135)), ((200, 120), (200, 120))]
+)
+def test_the_live_view_picture_is_240_px_wide_on_any_screen(spool, size, want):
+    loop = CaptureLoop(FakeScreens(render_page(size=size)), spool)
+    loop.tick()
+    thumb = [r for r in records(spool) if r.kind == "thumbnail"][0]
+    image = Image.open(io.BytesIO(thumb.body))
+    assert (image.size, image.mode, image.format) == (want, "L", "JPEG")

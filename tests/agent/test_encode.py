@@ -14,8 +14,10 @@ from PIL import Image
 
 from agent.encode import (
     QUANTISE_LUT,
+    encode_levels,
     encode_screen,
     encode_thumbnail,
+    levels_bgrx,
     luma,
     luma_bgrx,
     png_gray4,
@@ -137,3 +139,10 @@ def test_one_luma_plane_gives_the_same_png_and_thumbnail_as_rgb():
     assert encode_screen(gray).data == encode_screen(rgb).data
     assert encode_thumbnail(gray).data == encode_thumbnail(rgb).data
     assert np.array_equal(quantise_gray4(gray), np.take(QUANTISE_LUT, gray))
+
+
+def test_levels_straight_from_bgrx_match_the_luma_path():
+    rgb = render_page(size=(1283, 721))  # odd sizes and a short last strip
+    bgrx = np.dstack([rgb[..., ::-1], np.zeros(rgb.shape[:2], dtype=np.uint8)])
+    assert np.array_equal(levels_bgrx(bgrx), quantise_gray4(luma_bgrx(bgrx)))
+    assert encode_levels(levels_bgrx(bgrx)).data == encode_screen(luma_bgrx(bgrx)).data
