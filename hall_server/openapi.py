@@ -201,7 +201,7 @@ def openapi_document() -> dict[str, Any]:
                             "in": "header",
                             "required": True,
                             "description": "JSON: monitor, agent_time, sha256, width, height, trigger, "
-                            "focused_app, window_title",
+                            "focused_app, window_title; a tile update adds base, tile, tiles (docs/api.md)",
                             "schema": {"type": "string", "maxLength": 4096},
                         },
                     ],

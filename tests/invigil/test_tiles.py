@@ -109,3 +109,19 @@ def test_a_bad_update_header_is_refused_by_name(changes, code):
     with pytest.raises(ProtocolError) as caught:
         payloads.parse_capture_meta(update_header(**changes))
     assert caught.value.code == code
+
+
+@given(
+    text=st.text(max_size=200),
+    tile=st.integers(-5, 600),
+    width=st.integers(-5, 20_000),
+    height=st.integers(-5, 20_000),
+)
+def test_any_update_header_is_parsed_or_refused_by_name(text, tile, width, height):
+    header = update_header(tiles=text, tile=tile, width=width, height=height)
+    try:
+        meta = payloads.parse_capture_meta(header)
+    except ProtocolError as exc:
+        assert exc.code in {"bad_tiles", "bad_value", "out_of_range", "too_long", "bad_type"}
+    else:
+        assert meta.tile in tiles.TILE_SIDES and meta.tile_indices()
