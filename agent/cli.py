@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.bundle import AgentBundle, BundleError, load_bundle, write_ca_file
-from agent.capture import new_record_id
+from agent.capture import capture_settings, new_record_id
 from agent.devices import CategoriesError, DeviceChecker, load_categories
 from agent.focus import system_probe
 from agent.grab import CaptureUnavailable, MssGrabber, check_display_server
@@ -170,7 +170,7 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    display_server = check_display_server()  # raises CaptureUnavailable (Wayland, no display)
+    display_server = check_display_server()  # raises CaptureUnavailable (Wayland without portal, no display)
     if args.bundle is None and not args.insecure_dev:
         raise AgentExit(
             "Start Invigil with the bundle from your hall, e.g. invigil-agent --bundle invigil-hall.json "
@@ -179,6 +179,8 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
         )
     bundle = load_bundle(args.bundle) if args.bundle else None
     categories = load_categories(args.categories)
+    if display_server == "wayland" and grab_factory is None:
+        grab_factory = ask_portal_permission()  # raises CaptureUnavailable before the student joins
     gui = not args.no_gui and tk_available()
     state_dir = args.state_dir or default_state_dir()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -213,7 +215,11 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
         focus_factory=lambda: system_probe(display_server),
         devices=DeviceChecker(categories, new_record_id),
         announcer=announcer,
-        settings=RuntimeSettings(drain_timeout_s=args.drain_timeout, duration_s=args.duration),
+        settings=RuntimeSettings(
+            capture=capture_settings(answer.get("tile_updates")),
+            drain_timeout_s=args.drain_timeout,
+            duration_s=args.duration,
+        ),
         new_id=new_record_id,
     )
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -226,6 +232,24 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
         return 0
     print("You have left the exam. Some captures could not be sent; Invigil deleted its data on this laptop.")
     return 3
+
+
+def ask_portal_permission() -> Callable[[], object]:
+    """Grab once through the screenshot portal, with time for a permission dialog; called by ``run``.
+
+    GNOME asks the student the first time an app takes screenshots: better at start, with time to answer,
+    than silently failing every capture of the exam. Returns the grab factory for the runtime.
+    """
+    from agent.portal import PERMISSION_TIMEOUT_S, PortalGrabber
+
+    print(
+        "Invigil is asking your desktop for permission to take screenshots. "
+        'If a window asks whether Invigil may take screenshots, choose "Allow".',
+        file=sys.stderr,
+    )
+    with PortalGrabber(timeout_s=PERMISSION_TIMEOUT_S) as trial:
+        trial()
+    return PortalGrabber
 
 
 def forget_state(state_dir: Path, ca_file: Path | None) -> None:

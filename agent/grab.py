@@ -1,8 +1,9 @@
 """Grab every monitor with mss, and refuse display servers where a screen grab would show nothing useful.
 
-The capture loop (``agent.capture``) takes any ``Grab`` callable; the real one is :class:`MssGrabber`, and
-tests pass their own that return synthetic frames. ``agent.cli`` calls :func:`check_display_server` at start
-and shows the student the message of :class:`CaptureUnavailable` if it raises.
+The capture loop (``agent.capture``) takes any ``Grab`` callable; the real ones are :class:`MssGrabber` and,
+on Wayland, ``agent.portal.PortalGrabber``; tests pass their own that return synthetic frames. ``agent.cli``
+calls :func:`check_display_server` at start and shows the student the message of :class:`CaptureUnavailable`
+if it raises.
 """
 
 from __future__ import annotations
@@ -78,13 +79,14 @@ class CaptureUnavailable(RuntimeError):
 
 
 class WaylandSession(CaptureUnavailable):
-    """A Wayland session: X11 screen grabs see only a black screen or nothing at all."""
+    """A Wayland session without a screenshot portal: X11 grabs see a black screen or nothing at all."""
 
     reason = "wayland"
 
     def __init__(self) -> None:
         super().__init__(
-            "This computer is running a Wayland desktop session, where Invigil cannot see the screen. "
+            "This computer is running a Wayland desktop session that offers Invigil no way to take "
+            "screenshots (no screenshot portal), so Invigil cannot see the screen. "
             'Save your work, log out, and at the login screen choose an "X11" or "Xorg" session '
             '(often under the gear icon next to the password field, e.g. "Ubuntu on Xorg" or '
             '"Plasma (X11)"), then start Invigil again. If you cannot find it, ask the invigilator.'
@@ -103,11 +105,17 @@ class NoDisplay(CaptureUnavailable):
         )
 
 
-def check_display_server(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str:
-    """Return the display server to capture ("x11", "windows", "macos") or raise :class:`CaptureUnavailable`.
+def check_display_server(
+    environ: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    portal_version: Callable[[Mapping[str, str]], int | None] | None = None,
+) -> str:
+    """Return how to capture ("x11", "wayland", "windows", "macos") or raise :class:`CaptureUnavailable`.
 
     Wayland wins over DISPLAY: a Wayland session with XWayland sets both, and mss would then grab only
-    the X11 windows, not the screen the student sees.
+    the X11 windows, not the screen the student sees. "wayland" means the session bus named in ``environ``
+    has the screenshot portal (``portal_version``, by default ``agent.portal.screenshot_portal_version``);
+    without it the student is told to log in to an X11 session (:class:`WaylandSession`).
     """
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
@@ -116,10 +124,20 @@ def check_display_server(environ: Mapping[str, str] | None = None, platform: str
     if platform == "darwin":
         return "macos"
     if environ.get("WAYLAND_DISPLAY") or environ.get("XDG_SESSION_TYPE", "").lower() == "wayland":
+        if (portal_version or _portal_version)(environ):
+            return "wayland"
         raise WaylandSession()
     if not environ.get("DISPLAY"):
         raise NoDisplay()
     return "x11"
+
+
+def _portal_version(environ: Mapping[str, str]) -> int | None:
+    try:
+        from agent.portal import screenshot_portal_version  # the D-Bus library loads only on Wayland
+    except ImportError:
+        return None
+    return screenshot_portal_version(environ)
 
 
 def frame_from_bgra(index: int, monitor: Mapping[str, Any], bgra: np.ndarray) -> MonitorFrame:

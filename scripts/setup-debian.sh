@@ -2,6 +2,7 @@
 # Install the Debian packages the tests and the demo need, when they are missing. Idempotent.
 # `setup-debian.sh bench` also installs what the benchmarks compare against.
 set -euo pipefail
+mode="${1:-}"  # read before the loop below reuses the positional parameters
 
 # command-to-check  debian-package
 needs=(
@@ -20,6 +21,13 @@ needs=(
   "npm npm"
   "systemd-analyze systemd"
   "xprop x11-utils"
+  # The agent's Wayland test: headless sway, the screenshot portal and its wlr/gtk backends, a private bus.
+  "sway sway"
+  "swaybg swaybg"
+  "grim grim"
+  "dbus-daemon dbus-daemon"
+  "pipewire pipewire-bin"
+  "setpriv util-linux"
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -27,10 +35,13 @@ for pair in "${needs[@]}"; do
   command -v "$1" >/dev/null 2>&1 || missing+=("$2")
 done
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=("fonts-dejavu-core")
+for portal in xdg-desktop-portal xdg-desktop-portal-wlr xdg-desktop-portal-gtk; do
+  [ -x "/usr/libexec/$portal" ] || missing+=("$portal")
+done
 # WeasyPrint (PDF reports) needs pango.
 ldconfig -p | grep -q 'libpango-1.0.so' || missing+=("libpango-1.0-0")
 ldconfig -p | grep -q 'libpangoft2-1.0.so' || missing+=("libpangoft2-1.0-0")
-if [ "${1:-}" = "bench" ]; then  # the peers and tools the benchmarks compare against
+if [ "$mode" = "bench" ]; then  # the peers and tools the benchmarks compare against
   command -v squid >/dev/null 2>&1 || missing+=("squid")
   command -v ffmpeg >/dev/null 2>&1 || missing+=("ffmpeg")
   command -v tesseract >/dev/null 2>&1 || missing+=("tesseract-ocr" "tesseract-ocr-eng")
