@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _exam import JOIN_CODE, provision_exam  # noqa: E402
 from agent_encode import ANSWER, QUESTION, _font, _wrap, render_exam_page  # noqa: E402
 
 from agent.capture import CaptureLoop, new_record_id  # noqa: E402
@@ -44,6 +45,7 @@ from agent.spool import Spool  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WIDTH, HEIGHT, INTERVAL_S = 1920, 1080, 5.0
+STUDENT = "s00001"  # the one student of _exam.provision_exam
 SHOW = f"""
 import sys, tkinter
 root = tkinter.Tk(screenName=sys.argv[1])
@@ -180,28 +182,8 @@ def micro(screen: Screen, workdir: Path, repeat: int) -> dict[str, float]:
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """A real hall server on loopback with one exam (5 s interval); returns (process, URL, join code)."""
-    from datetime import timedelta
-
-    from hall_server import crypto, db, exams
-    from invigil.timeutil import utc_now
-
     data = workdir / "data"
-    db.migrate(data)
-    store = db.connect(data)
-    key = crypto.load_or_create_master_key(data)
-    hall = exams.create_hall(store, "Bench hall")
-    start = utc_now() - timedelta(minutes=5)
-    exam = exams.create_exam(
-        store,
-        key,
-        hall_id=hall,
-        title="Bench",
-        starts_at=start,
-        ends_at=start + timedelta(hours=3),
-        join_code="BENCH234",
-    )
-    exams.add_roster(store, exam, [exams.RosterEntry("b0001", "Bench student")])
-    store.close()
+    provision_exam(data)
     import socket
 
     with socket.socket() as probe:
@@ -219,7 +201,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     for _ in range(200):
         try:
             urllib.request.urlopen(f"{url}/api/v1/health", timeout=1).read()  # noqa: S310 - loopback
-            return proc, url, "BENCH234"
+            return proc, url, JOIN_CODE
         except OSError:
             time.sleep(0.1)
     raise SystemExit("the hall server did not start (see invigil-server serve)")
@@ -285,13 +267,13 @@ def child(url: str, join_code: str, duration: float, state_dir: Path) -> None:
     timed(HallClient, "request", "uploads")
     timed(Spool, "append", "spool")
     client = HallClient(url)
-    client.enrol(Enrolment("b0001", join_code, new_record_id(), utc_now()))
+    client.enrol(Enrolment(STUDENT, join_code, new_record_id(), utc_now()))
     spool = Spool(state_dir / "spool")
     runtime = AgentRuntime(
         state_dir=state_dir,
         spool=spool,
         uploader=Uploader(client, spool, new_id=new_record_id),
-        session=SessionInfo("Bench hall", "Bench", "b0001"),
+        session=SessionInfo("Bench hall", "Bench exam", STUDENT),
         grab_factory=MssGrabber,
         focus_factory=lambda: system_probe("x11"),
         devices=DeviceChecker(load_categories(), new_record_id),

@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _exam import JOIN_CODE, provision_exam  # noqa: E402
 from agent_encode import ANSWER, _font, _wrap, render_exam_page  # noqa: E402
 
 from agent.capture import CaptureLoop, CaptureSettings  # noqa: E402
@@ -72,27 +72,12 @@ class TypingPage:
 
 def seed(data_dir: Path) -> tuple[int, int, list[str]]:
     """One exam and session; a whole screen and 120 tile updates through the real app. (exam, session, ids)"""
-    db.migrate(data_dir)
-    store = db.connect(data_dir)
-    key = crypto.load_or_create_master_key(data_dir)
-    hall = exams.create_hall(store, "Bench hall")
-    start = utc_now() - timedelta(minutes=5)
-    exam = exams.create_exam(
-        store,
-        key,
-        hall_id=hall,
-        title="Bench",
-        starts_at=start,
-        ends_at=start + timedelta(hours=3),
-        join_code="BENCH234",
-    )
-    exams.add_roster(store, exam, [exams.RosterEntry("b0001", "Bench student")])
-    store.close()
+    exam, students = provision_exam(data_dir)
     client = create_app({"data_dir": str(data_dir)}).test_client()
     protocol = {p.PROTOCOL_HEADER: str(p.PROTOCOL_VERSION)}
     answer = client.post(
         f"{p.API_PREFIX}/enrol",
-        json=Enrolment("b0001", "BENCH234", "bench-agent-1", utc_now()).as_wire(),
+        json=Enrolment(students[0], JOIN_CODE, "bench-agent-1", utc_now()).as_wire(),
         headers=protocol,
     ).get_json()
     headers = {**protocol, "Authorization": f"Bearer {answer['session_token']}"}

@@ -27,7 +27,6 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))
 
 import _load as load  # noqa: E402
-
-from hall_server import crypto, db, exams  # noqa: E402
-from invigil.timeutil import utc_now  # noqa: E402
+from _exam import JOIN_CODE, provision_exam  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"  # loopback only, always
-JOIN_CODE = "BENCH234"
 
 #: Targets from the issue: they decide PASS/FAIL lines, never a printed measurement.
 TARGET_P99_MS = 300.0
@@ -70,30 +66,6 @@ class Config:
         name = "invigil" if self.app == "ours" else "bare write+fsync"
         sync = f" sync={self.synchronous}" if self.app == "ours" else ""
         return f"{name} {worker_class} w={workers}{sync}"
-
-
-def provision_exam(data_dir: Path, students: int) -> list[str]:
-    """A hall, an exam running now and a roster s00001..sNNNNN (a copy of tests/conftest.py's helper)."""
-    db.migrate(data_dir)
-    store = db.connect(data_dir)
-    try:
-        master = crypto.load_or_create_master_key(data_dir)
-        hall_id = exams.create_hall(store, "Bench hall")
-        start = utc_now() - timedelta(minutes=10)
-        exam_id = exams.create_exam(
-            store,
-            master,
-            hall_id=hall_id,
-            title="Bench exam",
-            starts_at=start,
-            ends_at=start + timedelta(minutes=240),
-            join_code=JOIN_CODE,
-        )
-        numbers = [f"s{i:05d}" for i in range(1, students + 1)]
-        exams.add_roster(store, exam_id, [exams.RosterEntry(n, f"Student {n}") for n in numbers])
-    finally:
-        store.close()
-    return numbers
 
 
 def free_port() -> int:
@@ -241,7 +213,7 @@ def run_config(
     server = Server(config, workdir, args.threads)
     students: list[str] = []
     if config.app == "ours":
-        students = provision_exam(server.data_dir, max(args.agents, args.max_concurrency))
+        _exam_id, students = provision_exam(server.data_dir, max(args.agents, args.max_concurrency))
     servers.append(server)
     say(f"\n== {config.label}  ({' '.join(server.argv[1:2] + server.argv[-6:])})")
     try:
