@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from agent.focus import FocusUnavailable, X11Focus, no_focus, system_probe
+from agent.focus import FocusUnavailable, no_focus, system_probe
+from agent.focus_x11 import X11Focus
 
 from agent_xvfb import xvfb
 

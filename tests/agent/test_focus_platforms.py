@@ -16,19 +16,12 @@ from typing import Any
 
 import pytest
 
-import agent.focus as focus
-from agent.focus import (
-    MAX_READ_CHARS,
-    MacCalls,
-    MacFocus,
-    WindowInfo,
-    WindowsCalls,
-    WindowsFocus,
-    X11Focus,
-    no_focus,
-    psutil_process_name,
-    system_probe,
-)
+import agent.focus_macos as focus_macos
+import agent.focus_windows as focus_windows
+from agent.focus import MAX_READ_CHARS, no_focus, system_probe
+from agent.focus_macos import MacCalls, MacFocus, WindowInfo
+from agent.focus_windows import WindowsCalls, WindowsFocus, psutil_process_name
+from agent.focus_x11 import X11Focus
 
 from agent_xvfb import xvfb
 
@@ -220,8 +213,10 @@ def test_macos_a_failing_call_is_no_focus_and_logged_once(caplog):
     ],
 )
 def test_system_probe_picks_the_probe_for_the_platform(monkeypatch, platform, display_server, expected):
-    monkeypatch.setattr(focus, "load_windows_calls", lambda: windows())
-    monkeypatch.setattr(focus, "load_macos_calls", lambda: mac("Safari", SAFARI, WindowInfo(SAFARI, 0, EXAM)))
+    monkeypatch.setattr(focus_windows, "load_windows_calls", lambda: windows())
+    monkeypatch.setattr(
+        focus_macos, "load_macos_calls", lambda: mac("Safari", SAFARI, WindowInfo(SAFARI, 0, EXAM))
+    )
     monkeypatch.setattr(sys, "platform", platform)
     probe, close = system_probe(display_server)
     if expected is None:
