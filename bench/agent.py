@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _exam import JOIN_CODE, provision_exam  # noqa: E402
 from agent_encode import ANSWER, QUESTION, _font, _wrap, render_exam_page  # noqa: E402
 
 from agent.capture import CaptureLoop, new_record_id  # noqa: E402
@@ -182,6 +181,9 @@ def micro(screen: Screen, workdir: Path, repeat: int) -> dict[str, float]:
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """A real hall server on loopback with one exam (5 s interval); returns (process, URL, join code)."""
+    # Imported here, not at the top: the agent's own process runs this file too, without server code.
+    from _exam import JOIN_CODE, provision_exam
+
     data = workdir / "data"
     provision_exam(data)
     import socket
