@@ -7,7 +7,7 @@ import sqlite3
 import time
 
 import pytest
-from pages import VIEWPORT, login
+from pages import VIEWPORT, image_width, login
 from simagents import SimAgent
 
 from hall_server.db import db_path
@@ -119,7 +119,7 @@ def test_seat_detail_by_keyboard_with_capture_now_and_id_check(anna_page, server
     expect(detail.locator("#detail-full")).to_have_attribute(
         "src", f"/dashboard/captures/{agents[1].session_id}/{capture_ids[1]}/full"
     )
-    anna_page.wait_for_function("() => document.getElementById('detail-full').naturalWidth === 320")
+    assert image_width(detail.locator("#detail-full")) == 320
     anna_page.keyboard.press("c")
     expect(detail.locator("#detail-capture-msg")).to_contain_text("next heartbeat")
     assert [i["kind"] for i in agents[1].heartbeat()] == ["capture_now"]

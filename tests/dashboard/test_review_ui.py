@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import reviewexam
-from pages import login
+from pages import image_width, login
 from PIL import Image, ImageStat
 
 review_template = reviewexam.review_template  # fixtures, shared with the other review tests
@@ -84,7 +84,7 @@ def test_timeline_keyboard_viewer_and_a_confirmed_finding(browser, review_server
     page.keyboard.press("Enter")
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
-    page.wait_for_function("document.querySelector('#viewer-body img').naturalWidth > 0")
+    assert image_width(page.locator("#viewer-body img").first) > 0
     fit = float(viewer.get_attribute("data-scale"))
     page.keyboard.press("+")
     page.keyboard.press("+")
