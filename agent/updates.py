@@ -15,16 +15,22 @@ from invigil import tiles as t
 
 
 def changed_tiles(previous: np.ndarray, current: np.ndarray, tile: int) -> list[int]:
-    """Row-major numbers of the ``tile``-pixel tiles where two level planes of one shape differ."""
+    """Row-major numbers of the ``tile``-pixel tiles where two level planes of one shape differ.
+
+    One row of tiles at a time, so no full-screen mask is made (it would add 2 MB to the agent's peak RSS
+    at 1080p).
+    """
     if previous.shape != current.shape:
         raise ValueError(f"planes of different shapes: {previous.shape} and {current.shape}")
-    differ = previous != current
-    if not differ.any():
-        return []
     height, width = current.shape
-    rows = np.logical_or.reduceat(differ, np.arange(0, height, tile), axis=0)
-    grid = np.logical_or.reduceat(rows, np.arange(0, width, tile), axis=1)
-    return [int(i) for i in np.flatnonzero(grid)]
+    starts = np.arange(0, width, tile)
+    found: list[int] = []
+    for row, top in enumerate(range(0, height, tile)):
+        columns = (previous[top : top + tile] != current[top : top + tile]).any(axis=0)
+        if columns.any():
+            cols = np.logical_or.reduceat(columns, starts)
+            found.extend(int(row * len(starts) + c) for c in np.flatnonzero(cols))
+    return found
 
 
 def pack_tiles(levels: np.ndarray, indices: list[int], tile: int) -> np.ndarray:
