@@ -5,9 +5,10 @@ exam page is larger as JPEG q60 than as lossless PNG), while 16 gray levels keep
 of lossless size. The path below (luma, a lookup table to 16 levels, two pixels per byte, deflate) is several
 times faster than Pillow's palette quantiser. ``bench/agent_encode.py`` prints the figures behind this choice.
 
-The capture loop (``agent.capture``) calls :func:`encode_screen` for a changed screen and
-:func:`encode_thumbnail` for the live view, both on one full-resolution luma plane (:func:`luma_bgrx` of
-the grabbed BGRX pixels); both are pure functions of an RGB or luma array.
+The capture loop (``agent.capture``) turns a changed screen into gray levels once (:func:`levels_bgrx` of
+the grabbed BGRX pixels), sends them whole or as a tile update with :func:`encode_levels`, and makes the
+live view's picture with :func:`encode_thumbnail`. :func:`encode_screen` is the same PNG from RGB or luma,
+for tools and benchmarks. All are pure functions of their arrays.
 """
 
 from __future__ import annotations
@@ -79,40 +80,36 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 def luma_bgrx(bgrx: np.ndarray, strip_rows: int = 64) -> np.ndarray:
     """mss-style (h, w, 4) BGRX uint8 -> luma (h, w) uint8, with Pillow's C code, ``strip_rows`` at a time.
 
-    The capture loop calls this only for a changed screen. Pillow's weights are BT.601 in 16-bit fixed
-    point, so the result is within one gray level of :func:`luma` of the same pixels. Working in strips keeps
-    Pillow's intermediate RGB image (4 bytes a pixel) at a few hundred kB instead of 8 MB for 1080p, which
-    lowers the agent's peak RSS and stays in cache (``bench/agent.py``).
+    Pillow's weights are BT.601 in 16-bit fixed point, so the result is within one gray level of :func:`luma`
+    of the same pixels. Working in strips keeps Pillow's intermediate RGB image (4 bytes a pixel) at a few
+    hundred kB instead of 8 MB for 1080p, which lowers the agent's peak RSS and stays in cache
+    (``bench/agent.py``).
     """
-    if bgrx.ndim != 3 or bgrx.shape[2] != 4 or bgrx.dtype != np.uint8:
-        raise ValueError(f"expected an (h, w, 4) uint8 array, got {bgrx.shape} {bgrx.dtype}")
-    height, width = bgrx.shape[:2]
-    source = np.ascontiguousarray(bgrx)
-    out = np.empty((height, width), dtype=np.uint8)
-    for top in range(0, height, strip_rows):
-        rows = min(strip_rows, height - top)
-        strip = Image.frombuffer("RGB", (width, rows), source[top : top + rows], "raw", "BGRX", 0, 1)
-        out[top : top + rows] = np.asarray(strip.convert("L"))
-    return out
+    return _gray_bgrx(bgrx, strip_rows, None)
 
 
 def levels_bgrx(bgrx: np.ndarray, lut: np.ndarray | None = None, strip_rows: int = 64) -> np.ndarray:
     """mss-style (h, w, 4) BGRX uint8 -> gray levels 0..15 (h, w), ``strip_rows`` at a time.
 
     :func:`quantise_gray4` of :func:`luma_bgrx`, without ever holding the full-resolution luma plane: the
-    capture loop keeps the levels of the last image it sent, and one plane fewer keeps its peak RSS under
-    target (``bench/agent.py``).
+    capture loop calls this for a changed screen and keeps the levels of the last image it sent, and one
+    plane fewer keeps its peak RSS under target (``bench/agent.py``).
     """
+    return _gray_bgrx(bgrx, strip_rows, (QUANTISE_LUT if lut is None else lut).tolist())
+
+
+def _gray_bgrx(bgrx: np.ndarray, strip_rows: int, table: list[int] | None) -> np.ndarray:
+    """Luma of BGRX pixels strip by strip, mapped through ``table`` when one is given."""
     if bgrx.ndim != 3 or bgrx.shape[2] != 4 or bgrx.dtype != np.uint8:
         raise ValueError(f"expected an (h, w, 4) uint8 array, got {bgrx.shape} {bgrx.dtype}")
-    table = (QUANTISE_LUT if lut is None else lut).tolist()
     height, width = bgrx.shape[:2]
     source = np.ascontiguousarray(bgrx)
     out = np.empty((height, width), dtype=np.uint8)
     for top in range(0, height, strip_rows):
         rows = min(strip_rows, height - top)
         strip = Image.frombuffer("RGB", (width, rows), source[top : top + rows], "raw", "BGRX", 0, 1)
-        out[top : top + rows] = np.asarray(strip.convert("L").point(table))
+        gray = strip.convert("L")
+        out[top : top + rows] = np.asarray(gray.point(table) if table is not None else gray)
     return out
 
 
