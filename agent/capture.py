@@ -239,21 +239,16 @@ class CaptureLoop:
             self._previous[frame.index] = _PreviousGrab(frame.bgrx, thumb, reference, change)
         stale = last is not None and (now - last.sent_at).total_seconds() >= self.settings.max_unchanged_s
         if last is not None and not change.changed and not stale and trigger not in FORCING_TRIGGERS:
-            record_id = self.new_id()
-            unchanged = payloads.Unchanged(frame.index, now, last.capture_id)
-            self.spool.append({"kind": "unchanged", "record_id": record_id, "unchanged": unchanged.as_wire()})
-            return TickOutcome(frame.index, "unchanged", record_id, change, 0)
-        capture_id = self.new_id()
+            return self._unchanged(frame.index, now, last, change)
         levels = frame_levels(frame)
         image, update = self._image(frame.index, levels, trigger, now, whole=stale)
         if image is None:
-            # The change test saw a change, but not in the 16 gray levels the server keeps.
+            # The change test saw a change, but not in the 16 gray levels the server keeps: this thumbnail
+            # is the new reference, so the same screen does not count as a change again next tick.
             assert last is not None
-            record_id = self.new_id()
-            unchanged = payloads.Unchanged(frame.index, now, last.capture_id)
-            self.spool.append({"kind": "unchanged", "record_id": record_id, "unchanged": unchanged.as_wire()})
-            self._last[frame.index].reference = thumb
-            return TickOutcome(frame.index, "unchanged", record_id, change, 0)
+            last.reference = thumb
+            return self._unchanged(frame.index, now, last, change)
+        capture_id = self.new_id()
         base = last.capture_id if update is not None and last is not None else None
         meta = payloads.CaptureMeta(
             monitor=frame.index,
@@ -296,6 +291,13 @@ class CaptureLoop:
         return TickOutcome(
             frame.index, "image", capture_id, change, len(image.data), update[0] if update else 0
         )
+
+    def _unchanged(self, monitor: int, now: datetime, last: _LastSent, change: ChangeResult) -> TickOutcome:
+        """Spool an "unchanged" record: the screen still shows the last image sent."""
+        record_id = self.new_id()
+        unchanged = payloads.Unchanged(monitor, now, last.capture_id)
+        self.spool.append({"kind": "unchanged", "record_id": record_id, "unchanged": unchanged.as_wire()})
+        return TickOutcome(monitor, "unchanged", record_id, change, 0)
 
     def _key_due(self, last: _LastSent, trigger: str, now: datetime) -> str | None:
         """Why the next image of a monitor must be whole, or None when a tile update will do."""
