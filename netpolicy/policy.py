@@ -144,7 +144,7 @@ class Policy:
     def decide_url(self, url: str) -> Decision:
         """Decide a full ``http(s)``/``ws(s)`` URL. Called by the mitmproxy addon per intercepted request.
 
-        The path is judged in every way a server might read it (raw or fully percent-decoded, ``//``
+        The path is judged in every way a server might read it (raw, percent-decoded once or twice, ``//``
         kept or merged, ``;params`` kept or dropped): a block matching any reading blocks, and an allow
         must hold for all of them. Never raises: unparsable input is denied with the reason.
         """
@@ -319,19 +319,25 @@ def split_url(url: str) -> tuple[str, str]:
     return normalize_host(decoded), path or "/"
 
 
+#: How a server may percent-decode a path before it resolves dot segments: not at all (RFC 3986: only
+#: escapes of unreserved characters count as those characters), once (what it decoded is literal text, so
+#: "%252e" is a directory named "%2e"), or once and then again for unreserved escapes ("%252e" is ".").
+_DECODINGS = ("none", "once", "twice")
+
+
 def path_views(raw_path: str) -> list[str]:
     """Every canonical reading of a URL path a server might take; the first is the standard (RFC 3986) one."""
     views: list[str] = []
-    for decode_all, merge_slashes, drop_params in itertools.product((False, True), repeat=3):
-        view = _canonical_path(raw_path, decode_all, merge_slashes, drop_params)
+    for decoding, merge_slashes, drop_params in itertools.product(_DECODINGS, (False, True), (False, True)):
+        view = _canonical_path(raw_path, decoding, merge_slashes, drop_params)
         if view not in views:
             views.append(view)
     return views
 
 
-def _canonical_path(raw: str, decode_all: bool, merge_slashes: bool, drop_params: bool) -> str:
+def _canonical_path(raw: str, decoding: str, merge_slashes: bool, drop_params: bool) -> str:
     path = raw.replace("\\", "/")
-    if decode_all:
+    if decoding != "none":
         path = unquote(path, errors="surrogateescape").replace("\\", "/")
     output: list[str] = []
     segments = path.split("/")[1:] if path.startswith("/") else path.split("/")
@@ -339,6 +345,8 @@ def _canonical_path(raw: str, decode_all: bool, merge_slashes: bool, drop_params
         last = index == len(segments) - 1
         if drop_params:
             segment = segment.split(";", 1)[0]
+        if decoding == "once":
+            segment = quote(segment, safe=_PATH_SAFE, errors="surrogateescape")  # literal text, "%" too
         segment = _canonical_segment(segment)
         if segment == "..":
             if output:
