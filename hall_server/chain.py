@@ -56,7 +56,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 #: Columns hashed only when they hold a value, after those above: what a tile update adds (the capture it
 #: updates and which tiles it carries). Whole screens hash exactly as they did before updates existed.
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "capture": ("base_capture_id", "tile", "tile_map"),
+    "capture": ("base_capture_id", "base_session_id", "tile", "tile_map"),
     "device_event": (),
     "site_event": (),
 }

@@ -32,6 +32,7 @@ class ScreenUnavailable(LookupError):
 class Piece:
     """One stored image of a chain: the key image (``base`` None) or a tile update of it."""
 
+    session_id: int
     capture_id: str
     sha256: str
     base: str | None
@@ -41,19 +42,25 @@ class Piece:
     height: int
 
 
+#: A capture and, link by link, the images it builds on (each in its base's session), newest first.
+_CHAIN_QUERY = """
+WITH RECURSIVE link(session_id, capture_id, sha256, base, base_session, tile, tile_map, width, height, n) AS (
+    SELECT session_id, capture_id, sha256, base_capture_id, base_session_id, tile, tile_map, width, height, 0
+    FROM capture WHERE session_id = ? AND capture_id = ? AND changed = 1
+    UNION ALL
+    SELECT c.session_id, c.capture_id, c.sha256, c.base_capture_id, c.base_session_id, c.tile, c.tile_map,
+           c.width, c.height, link.n + 1
+    FROM capture c JOIN link ON c.session_id = link.base_session AND c.capture_id = link.base
+    WHERE c.changed = 1 AND link.n <= ?
+)
+SELECT session_id, capture_id, sha256, base, tile, tile_map, width, height FROM link ORDER BY n DESC
+"""
+
+
 def chain_of(db: sqlite_utils.Database, session_id: int, capture_id: str) -> list[Piece]:
-    """The key image and the updates up to ``capture_id``, oldest first."""
-    rows = db.execute(
-        "WITH RECURSIVE link(capture_id, sha256, base, tile, tile_map, width, height, n) AS ("
-        " SELECT capture_id, sha256, base_capture_id, tile, tile_map, width, height, 0 FROM capture"
-        " WHERE session_id = ? AND capture_id = ? AND changed = 1"
-        " UNION ALL"
-        " SELECT c.capture_id, c.sha256, c.base_capture_id, c.tile, c.tile_map, c.width, c.height, link.n + 1"
-        " FROM capture c JOIN link ON c.session_id = ? AND c.capture_id = link.base AND c.changed = 1"
-        " WHERE link.n <= ?"
-        ") SELECT capture_id, sha256, base, tile, tile_map, width, height FROM link ORDER BY n DESC",
-        [session_id, capture_id, session_id, tiles.MAX_CHAIN],
-    ).fetchall()
+    """The key image and the updates up to ``capture_id``, oldest first (a base may lie in an earlier
+    session of the same student: ``base_session_id``)."""
+    rows = db.execute(_CHAIN_QUERY, [session_id, capture_id, tiles.MAX_CHAIN]).fetchall()
     if not rows:
         raise ScreenUnavailable(f"capture {capture_id} is not stored")
     pieces = [Piece(*row) for row in rows]
@@ -113,7 +120,7 @@ def screen_png(
     pieces = chain_of(db, session_id, capture_id)
     if len(pieces) == 1:
         return read(pieces[0].sha256)
-    image = (composer or Composer()).compose(session_id, pieces, read)
+    image = (composer or Composer()).compose(pieces, read)
     return png_gray16(image)
 
 
@@ -123,14 +130,14 @@ class Composer:
     def __init__(self) -> None:
         self._last: tuple[int, str, Image.Image] | None = None
 
-    def compose(self, session_id: int, pieces: list[Piece], read: ReadBlob) -> Image.Image:
+    def compose(self, pieces: list[Piece], read: ReadBlob) -> Image.Image:
         start = 0
         canvas: Image.Image | None = None
-        if self._last is not None and self._last[0] == session_id:
-            ids = [piece.capture_id for piece in pieces]
-            if self._last[1] in ids:
-                start = ids.index(self._last[1]) + 1
+        if self._last is not None:
+            ids = [(piece.session_id, piece.capture_id) for piece in pieces]
+            if self._last[:2] in ids:
+                start = ids.index(self._last[:2]) + 1
                 canvas = self._last[2].copy()
         image = compose(pieces[start:], read, canvas)
-        self._last = (session_id, pieces[-1].capture_id, image)
+        self._last = (pieces[-1].session_id, pieces[-1].capture_id, image)
         return image

@@ -46,12 +46,19 @@ def _check_image(
 
 def _check_update(
     db: sqlite_utils.Database, session: Session, meta: CaptureMeta
-) -> tuple[int, tuple[int, int]]:
-    """A tile update must build on a stored image of the same screen: (its chain depth, its body's size)."""
+) -> tuple[int, int, tuple[int, int]]:
+    """A tile update must build on a stored image of the same screen of the same student: (the base's
+    session, the update's chain depth, its body's size).
+
+    The base is looked for in this session first, then in the student's earlier sessions of this exam: an
+    agent that crashed and joined again drains its old spool under the new session.
+    """
     base = db.execute(
-        "SELECT monitor, width, height, chain_depth FROM capture WHERE session_id = ? AND capture_id = ? "
-        "AND changed = 1",
-        [session.id, meta.base],
+        "SELECT c.monitor, c.width, c.height, c.chain_depth, c.session_id FROM capture c "
+        "JOIN agent_session s ON s.id = c.session_id "
+        "WHERE c.capture_id = ? AND c.changed = 1 AND s.exam_id = ? AND s.roster_id = ? "
+        "ORDER BY c.session_id = ? DESC, c.session_id DESC LIMIT 1",
+        [meta.base, session.exam_id, session.roster_id, session.id],
     ).fetchone()
     if base is None or tuple(base[:3]) != (meta.monitor, meta.width, meta.height):
         raise errors.Conflict(
@@ -65,7 +72,7 @@ def _check_update(
         )
     assert meta.tile is not None
     _rows, cols = tiles.grid(meta.width, meta.height, meta.tile)
-    return base[3] + 1, tiles.packed_size(len(meta.tile_indices()), cols, meta.tile)
+    return base[4], base[3] + 1, tiles.packed_size(len(meta.tile_indices()), cols, meta.tile)
 
 
 def store_capture(
@@ -95,7 +102,10 @@ def store_capture(
             "or altered; send it again",
             "sha256_mismatch",
         )
-    depth, body_size = _check_update(db, session, meta) if meta.is_update else (0, (meta.width, meta.height))
+    if meta.is_update:
+        base_session, depth, body_size = _check_update(db, session, meta)
+    else:
+        base_session, depth, body_size = None, 0, (meta.width, meta.height)
     fmt, _width, _height = _check_image(body, content_type, body_size, settings["capture_max_pixels"])
     key = exams.exam_key(db, master_key, session.exam_id)
     blobs.put(session.exam_id, key, body)
@@ -103,7 +113,8 @@ def store_capture(
         cursor = db.execute(
             "INSERT OR IGNORE INTO capture (session_id, capture_id, exam_id, monitor, agent_time, "
             "received_at, changed, sha256, size, width, height, format, trigger, focused_app, window_title, "
-            "base_capture_id, tile, tile_map, chain_depth) VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "base_capture_id, base_session_id, tile, tile_map, chain_depth) "
+            "VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 session.id,
                 capture_id,
@@ -120,6 +131,7 @@ def store_capture(
                 meta.focused_app,
                 meta.window_title,
                 meta.base,
+                base_session,
                 meta.tile,
                 meta.tiles,
                 depth,

@@ -264,12 +264,14 @@ def m003_chain_review(db: Database) -> None:
 @MIGRATIONS()
 def m004_tile_updates(db: Database) -> None:
     """Tile updates (docs/api.md): a capture may carry only the tiles that changed since ``base_capture_id``
-    (``tile`` pixels square, ``tile_map`` says which); ``chain_depth`` counts the updates since the last
-    whole screen, which the server bounds so that any screen is put back together quickly."""
+    of session ``base_session_id`` (the same session, or an earlier one of the same student after a
+    re-enrolment), ``tile`` pixels square, ``tile_map`` saying which; ``chain_depth`` counts the updates since
+    the last whole screen, which the server bounds so that any screen is put back together quickly."""
     _run_script(
         db,
         """
         ALTER TABLE capture ADD COLUMN base_capture_id TEXT;
+        ALTER TABLE capture ADD COLUMN base_session_id INTEGER;
         ALTER TABLE capture ADD COLUMN tile INTEGER;
         ALTER TABLE capture ADD COLUMN tile_map TEXT;
         ALTER TABLE capture ADD COLUMN chain_depth INTEGER NOT NULL DEFAULT 0

@@ -195,3 +195,26 @@ def test_a_put_together_screen_is_a_4_bit_png_of_the_same_pixels(levels):
     decoded = Image.open(io.BytesIO(body))
     assert decoded.mode == "P" and np.array_equal(np.asarray(decoded.convert("L")), levels * 17)
     assert len(body) < len(encode_levels(levels).data) * 1.5
+
+
+def test_after_a_crash_the_new_session_drains_updates_built_on_the_old_one(exam, live_server, tmp_path):
+    first, old_session = enrolled(live_server.url, exam)
+    spool = Spool(tmp_path / "spool")
+    screen = TypingScreen()
+    loop = CaptureLoop(screen, spool)
+    seen: dict[str, np.ndarray] = {}
+    for _ in range(4):
+        outcome = loop.tick()[0]
+        if outcome.kind == "image":
+            seen[outcome.record_id] = quantise_gray4(screen()[0].rgb)
+        screen.step()
+    uploader = Uploader(first, spool, new_id=new_record_id)
+    assert uploader.send_one() and uploader.send_one()  # the whole screen and its thumbnail, then a crash
+    second, new_session = enrolled(live_server.url, exam)  # the student joins again; the old spool drains
+    assert Uploader(second, spool, new_id=new_record_id).drain(30)
+    stored = rows(exam, "SELECT session_id, capture_id, base_session_id FROM capture WHERE changed = 1")
+    assert [r[1] for r in stored] == list(seen)
+    assert stored[0][0] == old_session and {r[0] for r in stored[1:]} == {new_session}
+    assert {r[2] for r in stored[1:]} <= {old_session, new_session} and stored[1][2] == old_session
+    for session_id, capture_id, _base_session in stored:
+        assert np.array_equal(np.asarray(stored_screen(exam, session_id, capture_id)), seen[capture_id] * 17)
