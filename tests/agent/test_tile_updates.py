@@ -43,6 +43,17 @@ class TypingScreen:
         return [MonitorFrame(0, 0, 0, 1280, 800, page)]
 
 
+def type_and_capture(loop: CaptureLoop, screen: TypingScreen, ticks: int) -> dict[str, np.ndarray]:
+    """Tick the loop ``ticks`` times, typing between ticks; the gray levels the agent saw, per image sent."""
+    seen: dict[str, np.ndarray] = {}
+    for _ in range(ticks):
+        outcome = loop.tick()[0]
+        if outcome.kind == "image":
+            seen[outcome.record_id] = quantise_gray4(screen()[0].rgb)
+        screen.step()
+    return seen
+
+
 def enrolled(url: str, exam, student: str = "s0001") -> tuple[HallClient, int]:
     client = HallClient(url, timeout_s=5)
     answer = client.enrol(Enrolment(student, exam.join_code, new_record_id(), utc_now()))
@@ -63,12 +74,7 @@ def test_every_screen_the_server_puts_back_together_is_the_one_the_agent_saw(exa
     spool = Spool(tmp_path / "spool")
     screen = TypingScreen()
     loop = CaptureLoop(screen, spool, CaptureSettings(max_chain=3))
-    seen: dict[str, np.ndarray] = {}
-    for _ in range(6):
-        outcome = loop.tick()[0]
-        if outcome.kind == "image":
-            seen[outcome.record_id] = quantise_gray4(screen()[0].rgb)
-        screen.step()
+    seen = type_and_capture(loop, screen, 6)
     assert Uploader(client, spool, new_id=new_record_id).drain(30)
     stored = rows(exam, "SELECT capture_id, base_capture_id, chain_depth FROM capture WHERE changed = 1")
     assert [r[0] for r in stored] == list(seen)
@@ -202,12 +208,7 @@ def test_after_a_crash_the_new_session_drains_updates_built_on_the_old_one(exam,
     spool = Spool(tmp_path / "spool")
     screen = TypingScreen()
     loop = CaptureLoop(screen, spool)
-    seen: dict[str, np.ndarray] = {}
-    for _ in range(4):
-        outcome = loop.tick()[0]
-        if outcome.kind == "image":
-            seen[outcome.record_id] = quantise_gray4(screen()[0].rgb)
-        screen.step()
+    seen = type_and_capture(loop, screen, 4)
     uploader = Uploader(first, spool, new_id=new_record_id)
     assert uploader.send_one() and uploader.send_one()  # the whole screen and its thumbnail, then a crash
     second, new_session = enrolled(live_server.url, exam)  # the student joins again; the old spool drains
