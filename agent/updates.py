@@ -3,8 +3,8 @@
 The capture loop (``agent.capture``) keeps, per monitor, the gray levels (0..15) of what the hall server
 now holds for that screen, and for each changed screen calls :func:`changed_tiles` and, when few enough tiles
 changed, :func:`pack_tiles`. The comparison is on the quantised levels at full resolution, not on the change
-test's thumbnail: so the screen the server puts back together (``hall_server.frames``) is exactly the one a
-whole-screen image would have carried, pixel for pixel. The wire format is in ``invigil.tiles``.
+test's thumbnail: so the screen the server puts back together (``hall_server.store.frames``) is exactly the
+one a whole-screen image would have carried, pixel for pixel. The wire format is in ``invigil.tiles``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from hall_server import crypto, db, exams
+from hall_server.store import crypto, db, exams
 from invigil.timeutil import utc_now
 
 JOIN_CODE = "BENCH234"

@@ -310,8 +310,8 @@ def child(url: str, join_code: str, duration: float, state_dir: Path) -> None:
 
 def stored_last_screen(data_dir: Path) -> bytes:
     """The last capture the hall server stored, as a reviewer sees it (a tile update put back together)."""
-    from hall_server import crypto, db, exams, frames
-    from hall_server.blobs import BlobStore
+    from hall_server.store import db
+    from hall_server.store.screens import Screens
 
     store = db.connect(data_dir)
     try:
@@ -320,9 +320,7 @@ def stored_last_screen(data_dir: Path) -> bytes:
             "ORDER BY agent_time DESC LIMIT 1"
         ).fetchone()
         assert base is not None, "the last capture should be a tile update"
-        key = exams.exam_key(store, crypto.load_or_create_master_key(data_dir), exam_id)
-        blobs = BlobStore(data_dir)
-        return frames.screen_png(store, session_id, capture_id, lambda sha: blobs.get(exam_id, key, sha))
+        return Screens.of_data_dir(data_dir).exam(store, exam_id).screen(session_id, capture_id)
     finally:
         store.close()
 

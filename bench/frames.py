@@ -1,4 +1,4 @@
-"""Benchmark putting screens back together from tile updates (``hall_server.frames``) on a realistic exam.
+"""Benchmark putting screens back together from tile updates (``hall_server.store.frames``) on a real exam.
 
 A 1920x1080 exam page on which a student types a line at a time: the real agent capture loop makes one whole
 screen and then tile updates (up to the server's limit of 120 in a row), which go through the real hall
@@ -32,9 +32,9 @@ from agent_encode import ANSWER, _font, _wrap, render_exam_page  # noqa: E402
 from agent.capture import CaptureLoop, CaptureSettings  # noqa: E402
 from agent.grab import MonitorFrame  # noqa: E402
 from agent.spool import Spool  # noqa: E402
-from hall_server import crypto, db, exams, frames  # noqa: E402
 from hall_server.app import create_app  # noqa: E402
-from hall_server.blobs import BlobStore  # noqa: E402
+from hall_server.store import crypto, db, exams, frames  # noqa: E402
+from hall_server.store.blobs import BlobStore  # noqa: E402
 from invigil import protocol as p  # noqa: E402
 from invigil import tiles  # noqa: E402
 from invigil.payloads import Enrolment  # noqa: E402

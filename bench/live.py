@@ -53,7 +53,7 @@ from PIL import Image, ImageDraw
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from agent.transport import HallClient, Refused, Unreachable  # noqa: E402
-from hall_server import crypto, db, exams, users  # noqa: E402
+from hall_server.store import crypto, db, exams, users  # noqa: E402
 from invigil.payloads import CaptureMeta, DeviceEvent, Enrolment, Heartbeat, Unchanged  # noqa: E402
 from invigil.timeutil import utc_now  # noqa: E402
 

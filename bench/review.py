@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image, ImageDraw  # noqa: E402
 
-from hall_server import chain, crypto, db, exams  # noqa: E402
-from hall_server.blobs import BlobStore  # noqa: E402
-from hall_server.db import write_transaction  # noqa: E402
-from hall_server.reports import data, export, pdf, render  # noqa: E402
-from hall_server.reports.timeline import timeline  # noqa: E402
+from hall_server.review.reports import data, export, pdf, render  # noqa: E402
+from hall_server.review.reports.timeline import timeline  # noqa: E402
+from hall_server.store import chain, crypto, db, exams  # noqa: E402
+from hall_server.store.blobs import BlobStore  # noqa: E402
+from hall_server.store.db import write_transaction  # noqa: E402
+from hall_server.store.screens import Screens  # noqa: E402
 from invigil.timeutil import to_wire  # noqa: E402
 
 INTERVAL_S = 5
@@ -276,8 +277,8 @@ def main() -> None:
     )
 
     began, cpu_began = time.perf_counter(), time.process_time()
-    vault = data.open_vault(store, data_dir, exam_id)
-    report = data.student_report(store, vault, exam_id, numbers[0], generated_by="bench")
+    exam_screens = data.open_screens(store, Screens.of_data_dir(data_dir), exam_id)
+    report = data.student_report(store, exam_screens, exam_id, numbers[0], generated_by="bench")
     html = render.render_html(report, embed_chain=False)
     gathered = time.perf_counter() - began
     body = pdf.html_to_pdf(html)

@@ -1,12 +1,11 @@
-"""What staff browsers see: login, the invigilator's live hall view (issue 4), the reviewer's pages, report
-downloads and the exam board's audit log and holds (issue 6).
+"""What staff browsers see: login, the invigilator's live hall view, the reviewer's pages, report downloads
+and the exam board's audit log and holds.
 
 Registered by ``hall_server.app.create_app`` (``init_app``) in processes that serve staff (process role
-``all`` or ``live``). Imports only ``invigil`` and the server's narrow interface: ``hall_server.staff``
-(people, assignments, audit), ``hall_server.hallview`` and ``hall_server.seatstate`` (seat states),
-``hall_server.invigilation`` (actions), ``hall_server.live``, the ``hall_server.web`` accessors, and for
-review ``hall_server.findings``, ``hall_server.audit``, ``hall_server.retention`` (holds) and
-``hall_server.reports``.
+``all`` or ``live``). It stands beside ingest in the hall server's house and imports the wings below it:
+``hall_server.live`` (seats, actions, the Socket.IO bus), ``hall_server.review`` (findings, holds,
+reports), ``hall_server.staff`` (people and assignments), ``hall_server.store`` (exam headers, the audit
+log, the exams' images) and the ``hall_server.web`` accessors.
 """
 
 from __future__ import annotations

@@ -22,13 +22,14 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
 from hall_server import staff
+from hall_server.store import audit
 from hall_server.web import get_db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class TtlCache:
-    """A small bounded cache whose entries expire: who a cookie's user is, what they may watch, exam keys.
+    """A small bounded cache whose entries expire: who a cookie's user is, what they may watch.
 
     Thumbnails arrive by the dozen per second; each would otherwise cost the same few queries. A disabled
     account or a removed assignment takes effect within ``ttl_s``."""
@@ -156,7 +157,7 @@ def register(bp: Blueprint) -> None:
             lifetime = current_app.permanent_session_lifetime.total_seconds()
             _dashboard_state()["revocations"].revoke(login_id, lifetime)
         if user is not None:
-            staff.audit(get_db(), user.id, "logout")
+            audit.record(get_db(), user.id, "logout")
         session.clear()
         return redirect(url_for("dashboard.login"))
 
@@ -166,10 +167,9 @@ def init_state(app_extensions: dict[str, Any]) -> None:
     app_extensions["invigil_dashboard"] = {
         "throttle": staff.LoginThrottle(settings["login_max_failures"], settings["login_lockout_s"]),
         "revocations": Revocations(),
-        "audit": staff.AuditBuffer(),
+        "audit": audit.AuditBuffer(),
         "users": TtlCache(5.0),
         "access": TtlCache(5.0),
-        "keys": TtlCache(60.0, max_entries=64),
     }
 
 

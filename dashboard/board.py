@@ -2,7 +2,7 @@
 deletions) and holds that keep a student's data past retention (place and lift).
 
 Only exam-board members assigned to the exam (or its hall) open it; a reviewer of the exam gets 403, anyone
-else 404. Holds are written by ``hall_server.retention`` (audited there). Registered by
+else 404. Holds are written by ``hall_server.review.retention`` (audited there). Registered by
 ``dashboard.init_app``.
 """
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from hall_server import audit, hallview, retention
+from hall_server.review import retention
+from hall_server.store import audit
+from hall_server.store.exams import ExamFacts
 from hall_server.web import get_db
 from invigil.timeutil import utc_now
 
@@ -21,7 +23,7 @@ from .review import reviewable, user
 LOG_LIMIT = 2000
 
 
-def board_exam(exam_id: int) -> hallview.ExamFacts:
+def board_exam(exam_id: int) -> ExamFacts:
     exam, roles = reviewable(exam_id)
     if "exam_board" not in roles:
         abort(403, "only exam-board members read the audit log and place holds")

@@ -17,9 +17,12 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
-from hall_server import audit, findings, hallview, staff
-from hall_server.reports import overview
-from hall_server.reports.timeline import Frame, Timeline, timeline
+from hall_server import staff
+from hall_server.review import findings
+from hall_server.review.reports import overview
+from hall_server.review.reports.timeline import Frame, Timeline, timeline
+from hall_server.store import audit
+from hall_server.store.exams import ExamFacts, exam_facts
 from hall_server.web import get_db
 from invigil.timeutil import from_wire, to_wire, utc_now
 
@@ -54,10 +57,10 @@ def user() -> staff.StaffUser:
     return found
 
 
-def reviewable(exam_id: int) -> tuple[hallview.ExamFacts, frozenset[str]]:
+def reviewable(exam_id: int) -> tuple[ExamFacts, frozenset[str]]:
     """The exam and this user's review roles for it; 404 when they have none (never say it exists)."""
     roles = review_roles(user().id, exam_id)
-    exam = hallview.exam_facts(get_db(), exam_id) if roles else None
+    exam = exam_facts(get_db(), exam_id) if roles else None
     if exam is None:
         abort(404)
     return exam, roles

@@ -1,9 +1,9 @@
 """Downloads for reviewers and the exam board: one student's report as HTML or PDF, and the exam export.
 
-The report is rendered by ``hall_server.reports.render`` (the PDF through WeasyPrint) from the same data
-as ``invigil-server report``; every download writes a ``report_export`` audit row naming the staff member.
-The exam zip (``hall_server.reports.export.export_exam``, which writes the ``exam_export`` row) is for
-exam-board members only. Registered by ``dashboard.init_app``.
+The report is rendered by ``hall_server.review.reports.render`` (the PDF through WeasyPrint) from the same
+data as ``invigil-server report``; every download writes a ``report_export`` audit row naming the staff
+member. The exam zip (``hall_server.review.reports.export.export_exam``, which writes the ``exam_export``
+row) is for exam-board members only.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, request, send_file
 from flask.typing import ResponseReturnValue
 
-from hall_server import audit, hallview
-from hall_server.reports import data, export, pdf, render
+from hall_server.review.reports import data, export, pdf, render
+from hall_server.store import audit
 from hall_server.web import get_db, state
 
 from .auth import login_required
@@ -45,8 +45,8 @@ def register(bp: Blueprint) -> None:
             abort(404)
         db, hall, me = get_db(), state(), user()
         try:
-            vault = hallview.report_vault(db, hall.master_key, hall.blobs, exam_id)
-            report = data.student_report(db, vault, exam_id, student_number, generated_by=me.username)
+            exam_screens = data.open_screens(db, hall.screens, exam_id)
+            report = data.student_report(db, exam_screens, exam_id, student_number, generated_by=me.username)
         except data.ReportUnavailable as exc:
             abort(410, str(exc))
         if fmt == "pdf":

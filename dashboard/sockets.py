@@ -3,7 +3,7 @@
 The browser connects with ``auth={"exam": <id>}`` and the same session cookie as its pages. ``connect``
 refuses (``ConnectionRefusedError``) anyone not logged in or not assigned to that exam; identity is never
 taken from a later event. After that the socket only receives: ``seats``, ``observations``, ``hall`` and
-``exam`` events, emitted by ``hall_server.live``.
+``exam`` events, emitted by ``hall_server.live.bus``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 
-from hall_server import live, staff
+from hall_server import staff
+from hall_server.live import bus
 from hall_server.web import get_db
 
 from .auth import current_user
@@ -31,7 +32,7 @@ def register(socketio: SocketIO) -> None:
         exam_id = auth.get("exam") if isinstance(auth, dict) else None
         if not isinstance(exam_id, int) or not staff.may_watch(get_db(), user.id, exam_id):
             raise ConnectionRefusedError("not assigned to this exam")
-        join_room(live.room(exam_id))
+        join_room(bus.room(exam_id))
         sid = request.sid  # type: ignore[attr-defined]
         with lock:
             watching[sid] = exam_id

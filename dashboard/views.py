@@ -25,8 +25,13 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from hall_server import hallview, invigilation, seatstate, staff
-from hall_server.live import hall_summary
+from hall_server import staff
+from hall_server.live import hallview, invigilation, seatstate
+from hall_server.live.bus import hall_summary
+from hall_server.store import audit
+from hall_server.store.exams import ExamFacts, exam_facts
+from hall_server.store.frames import ScreenUnavailable
+from hall_server.store.screens import media_type
 from hall_server.web import get_db, state
 from invigil.protocol import ID_RE
 from invigil.timeutil import utc_now
@@ -44,11 +49,11 @@ def _user() -> staff.StaffUser:
     return user
 
 
-def _exam(exam_id: int) -> hallview.ExamFacts:
+def _exam(exam_id: int) -> ExamFacts:
     """The exam, if this user may watch it; 404 otherwise (never say whether it exists)."""
     if not may_watch(_user().id, exam_id):
         abort(404)
-    exam = hallview.exam_facts(get_db(), exam_id)
+    exam = exam_facts(get_db(), exam_id)
     if exam is None:
         abort(404)
     return exam
@@ -103,7 +108,7 @@ def register(bp: Blueprint) -> None:
             abort(404)
         detail["observations"] = hallview.observations(get_db(), exam_id, roster_id=roster_id, limit=50)
         session_id = detail["session"]["id"] if detail["session"] else None
-        staff.audit(get_db(), _user().id, "view_seat", exam_id=exam_id, session_id=session_id)
+        audit.record(get_db(), _user().id, "view_seat", exam_id, session_id)
         return jsonify(detail)
 
     def _act(exam_id: int, action: Any) -> ResponseReturnValue:
@@ -158,30 +163,23 @@ def register(bp: Blueprint) -> None:
         action = "view_thumbnail" if thumbnail else "view_capture"
         detail = {"capture": capture_id}
         if thumbnail:
-            audit = current_app.extensions["invigil_dashboard"]["audit"]
-            if audit.add(user.id, action, exam_id, session_id, detail):
-                audit.flush(db)
+            views = current_app.extensions["invigil_dashboard"]["audit"]
+            if views.add(user.id, action, exam_id, session_id, detail):
+                views.flush(db)
             current_app.extensions["invigil_live"].ensure_running()  # its tick writes the batch
         else:
-            staff.audit(db, user.id, action, exam_id=exam_id, session_id=session_id, detail=detail)
+            audit.record(db, user.id, action, exam_id, session_id, detail)
         etag = sha[:32]
         max_age = int(state().settings["thumbnail_cache_s"])
         if request.if_none_match.contains(etag):
             response = Response(status=304)
         else:
-            hall = state()
-            keys = current_app.extensions["invigil_dashboard"]["keys"]
-            key = keys.get(exam_id, lambda: hallview.exam_key(db, hall.master_key, exam_id))
-            if thumbnail:
-                body, media_type = hallview.capture_image(hall.blobs, key, exam_id, sha)
-            else:  # a tile update is shown as the whole screen it leaves
-                try:
-                    body, media_type = hallview.capture_screen(
-                        db, hall.blobs, key, exam_id, session_id, capture_id
-                    )
-                except LookupError:  # an image it builds on is not stored
-                    abort(404)
-            response = Response(body, mimetype=media_type)
+            exam_screens = state().screens.exam(db, exam_id)
+            try:  # a tile update is shown as the whole screen it leaves
+                body = exam_screens.image(sha) if thumbnail else exam_screens.screen(session_id, capture_id)
+            except ScreenUnavailable:  # it, or an image it builds on, is not stored
+                abort(404)
+            response = Response(body, mimetype=media_type(body))
         response.set_etag(etag)
         response.headers["Cache-Control"] = f"private, max-age={max_age}"
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -206,16 +204,19 @@ def register(bp: Blueprint) -> None:
             if session_text.isdigit() and ID_RE.match(capture_id):
                 wanted.append((int(session_text), capture_id))
         db, hall, user = get_db(), state(), _user()
-        keys = current_app.extensions["invigil_dashboard"]["keys"]
-        audit = current_app.extensions["invigil_dashboard"]["audit"]
+        views = current_app.extensions["invigil_dashboard"]["audit"]
+        found = hallview.thumbnail_blobs(db, exam_id, wanted)
+        exam_screens = hall.screens.exam(db, exam_id) if found else None
         index, parts = [], []
-        for session_id, capture_id, sha in hallview.thumbnail_blobs(db, exam_id, wanted):
-            key = keys.get(exam_id, lambda: hallview.exam_key(db, hall.master_key, exam_id))
-            body, media_type = hallview.capture_image(hall.blobs, key, exam_id, sha)
-            index.append([f"{session_id}.{capture_id}", media_type, len(body)])
+        for session_id, capture_id, sha in found:
+            assert exam_screens is not None
+            body = exam_screens.find(sha)
+            if body is None:  # deleted since: left out like an unknown id
+                continue
+            index.append([f"{session_id}.{capture_id}", media_type(body), len(body)])
             parts.append(body)
-            if audit.add(user.id, "view_thumbnail", exam_id, session_id, {"capture": capture_id}):
-                audit.flush(db)
+            if views.add(user.id, "view_thumbnail", exam_id, session_id, {"capture": capture_id}):
+                views.flush(db)
         current_app.extensions["invigil_live"].ensure_running()  # its tick writes the audit batch
         head = json.dumps(index).encode()
         response = Response(

@@ -1,8 +1,7 @@
 """The Flask app factory: ``create_app(test_config=None)``.
 
 Settings come from defaults, then ``INVIGIL_*`` environment, then ``test_config``; nothing is global, so
-tests build a fresh app on a temporary data directory. Called by gunicorn (through ``hall_server.serve``)
-and by tests.
+tests build a fresh app on a temporary data directory.
 """
 
 from __future__ import annotations
@@ -17,11 +16,13 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hall_server import crypto, db, errors, live
-from hall_server.api import bp as api_bp
-from hall_server.api import get_health
-from hall_server.blobs import BlobStore
+from hall_server import errors
+from hall_server.ingest.api import bp as api_bp
+from hall_server.ingest.api import get_health
+from hall_server.live import bus
 from hall_server.settings import load_settings
+from hall_server.store import crypto, db
+from hall_server.store.blobs import BlobStore
 from hall_server.web import HallState, init_app
 from invigil.protocol import API_PREFIX, ProtocolError
 
@@ -88,7 +89,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             service_token=load_service_token(settings, data_dir),
         ),
     )
-    live.init_app(app, data_dir, settings)
+    bus.init_app(app, data_dir, settings)
     if settings["process_role"] != "live":
         app.register_blueprint(api_bp)
     else:  # the staff-only process still answers liveness checks

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from hall_server import serve as serving
-from hall_server.review_cli import register as register_review_commands
+from hall_server.review.cli import register as register_review_commands
 from hall_server.settings import SETTINGS, settings_markdown
 
 

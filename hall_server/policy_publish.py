@@ -5,8 +5,8 @@ without a restart (docs/proxy.md). The hall server owns the exams, so it writes 
 ``policy_publish_interval_s`` it works out which exams of the hall are running and, when the text changes,
 replaces ``<data_dir>/proxy/exam.policy`` atomically. With no exam running the file allows nothing.
 
-Called by a background thread that ``hall_server.app.create_app`` starts, and by ``invigil-server
-publish-policy`` (so organisers can push a change at once).
+Run by a background thread in each server process, and by ``invigil-server publish-policy`` (so organisers
+can push a change at once).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import sqlite_utils
 from flask import Flask
 
-from hall_server.db import connect
+from hall_server.store.db import connect
 from invigil.timeutil import from_wire, to_wire, utc_now
 
 log = logging.getLogger("invigil.policy")

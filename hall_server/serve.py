@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hall_server import db
-from hall_server.blobs import BlobStore
+from hall_server.store import db
+from hall_server.store.blobs import BlobStore
 
 
 def prepare_data_dir(data_dir: str | Path) -> list[str]:
@@ -78,8 +78,8 @@ def run(options: dict[str, Any], app_config: dict[str, Any]) -> None:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from hall_server import announce
             from hall_server.app import create_app
+            from hall_server.live import announce
             from hall_server.policy_publish import start_for_app
 
             app = create_app(app_config)

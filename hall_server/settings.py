@@ -176,7 +176,7 @@ def load_settings(
 ) -> dict[str, Any]:
     """Defaults, then ``INVIGIL_*`` variables, then ``overrides`` (the test config or CLI flags).
 
-    Called by ``hall_server.app.create_app`` and the CLI. Unknown override keys raise ``KeyError`` so a typo
+    Unknown override keys raise ``KeyError`` so a typo
     in a test config never silently falls back to a default.
     """
     environ = os.environ if environ is None else environ

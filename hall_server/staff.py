@@ -1,37 +1,30 @@
-"""Staff on the dashboard: login with throttling, who may watch which exam, and the audit log.
+"""Staff on the dashboard: login with throttling (every attempt audited), and who may watch or review
+which exam.
 
-The narrow interface the dashboard uses for people (it never touches ``hall_server.users`` internals or
-the agent API). Passwords are checked by ``hall_server.users.verify_password`` (argon2id). Called by the
-dashboard's login view, its page/JSON views and its Socket.IO ``connect`` handler.
+The narrow interface the dashboard uses for people (it never touches ``hall_server.store.users`` internals or
+the agent API). Passwords are checked by ``hall_server.store.users.verify_password`` (argon2id).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import sqlite_utils
 
-from hall_server import audit as audit_log
-from hall_server import users
-from hall_server.db import write_transaction
-from invigil.timeutil import to_wire, utc_now
+from hall_server.store import audit, users
 
-#: Roles whose assignment lets a user open an exam's live hall view (spelled out in _ASSIGNED below).
-LIVE_VIEW_ROLES = ("invigilator", "organiser")
+#: An invigilator's or organiser's assignment opens an exam's live hall view.
 _ASSIGNED = (
     "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
     "AND a.role IN ('invigilator', 'organiser')"
 )
 
 
-#: Roles whose assignment lets a user open an exam's reviewer pages (never the live hall by itself).
-REVIEW_ROLES = ("reviewer", "exam_board")
+#: A reviewer's or exam-board member's assignment opens an exam's reviewer pages (never the live hall).
 _ASSIGNED_FOR_REVIEW = (
     "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
     "AND a.role IN ('reviewer', 'exam_board')"
@@ -99,16 +92,16 @@ def login(
     """Check a login form; raises ``LoginRefused``. Every attempt is written to the audit log."""
     wait = throttle.wait_s(username, address)
     if wait > 0:
-        audit(db, None, "login_throttled", detail={"username": username[:64], "address": address})
+        audit.record(db, None, "login_throttled", detail={"username": username[:64], "address": address})
         raise LoginRefused(f"too many failed logins: wait {int(wait) + 1} s and try again", wait)
     user_id = users.verify_password(db, username, password) if users.USERNAME_RE.match(username) else None
     user = load_user(db, user_id) if user_id is not None else None
     if user is None:
         throttle.failed(username, address)
-        audit(db, None, "login_failed", detail={"username": username[:64], "address": address})
+        audit.record(db, None, "login_failed", detail={"username": username[:64], "address": address})
         raise LoginRefused("wrong username or password")
     throttle.succeeded(username, address)
-    audit(db, user.id, "login", detail={"address": address})
+    audit.record(db, user.id, "login", detail={"address": address})
     return user
 
 
@@ -161,58 +154,10 @@ def reviewable_exams(db: sqlite_utils.Database, user_id: int) -> list[dict[str, 
 
 
 def review_roles(db: sqlite_utils.Database, user_id: int, exam_id: int) -> frozenset[str]:
-    """The review roles (``REVIEW_ROLES``) this user is assigned for this exam, directly or by its hall;
+    """The review roles (reviewer, exam_board) this user is assigned for this exam, directly or by its hall;
     empty when the user may not review it. Called before every reviewer page, JSON view and download."""
     rows = db.execute(
         "SELECT DISTINCT a.role FROM exam e " + _ASSIGNED_FOR_REVIEW + " WHERE e.id = ? AND a.user_id = ?",  # noqa: S608 (constant)
         [exam_id, user_id],
     ).fetchall()
     return frozenset(row[0] for row in rows)
-
-
-def audit(
-    db: sqlite_utils.Database,
-    user_id: int | None,
-    action: str,
-    *,
-    exam_id: int | None = None,
-    session_id: int | None = None,
-    detail: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Write one audit row now (its own transaction): logins, seat details, full captures, actions.
-    The one writer is ``hall_server.audit.record``."""
-    audit_log.record(db, user_id, action, exam_id, session_id, detail, at)
-
-
-@dataclass
-class AuditBuffer:
-    """Thumbnail views, one audit row each, written in batches (one transaction per tick of the live bus).
-
-    A dashboard fetches a thumbnail for every screen change of every seat: a commit (and fsync) per fetch
-    would compete with the agents' uploads. Rows reach the log within about a second.
-    """
-
-    max_rows: int = 5000
-    _rows: list[tuple[Any, ...]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, user_id: int, action: str, exam_id: int, session_id: int, detail: dict[str, Any]) -> bool:
-        """Collect one row; True when the buffer is full and the caller should flush now."""
-        row = (to_wire(utc_now()), user_id, action, exam_id, session_id, json.dumps(detail))
-        with self._lock:
-            self._rows.append(row)
-            return len(self._rows) >= self.max_rows
-
-    def flush(self, db: sqlite_utils.Database) -> int:
-        """Write what was collected; called by the live bus every tick and by the thumbnail view."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-        if rows:
-            with write_transaction(db):
-                db.conn.executemany(
-                    "INSERT INTO audit_log (at, user_id, action, exam_id, session_id, detail) "
-                    "VALUES (?,?,?,?,?,?)",
-                    rows,
-                )
-        return len(rows)

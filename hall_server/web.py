@@ -1,5 +1,5 @@
-"""Per-app state for the Flask side (settings, master key, blob store) and one DB connection per server
-thread. Called by ``hall_server.api`` and the dashboard through these accessors only."""
+"""Per-app state for the Flask side (settings, master key, blob store, the way to the exams' images) and
+one DB connection per server thread. The agent API and the dashboard reach them through these accessors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import sqlite_utils
 from flask import Flask, current_app, g
 
-from hall_server.blobs import BlobStore
-from hall_server.db import connect
+from hall_server.store.blobs import BlobStore
+from hall_server.store.db import connect
+from hall_server.store.screens import Screens
 
 
 @dataclass
@@ -25,6 +26,11 @@ class HallState:
     service_token: str
     inflight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The one way to the exams' images (blob store, master key, the exam keys unwrapped a moment ago).
+    screens: Screens = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.screens = Screens(self.blobs, self.master_key)
 
 
 def state() -> HallState:

@@ -8,8 +8,8 @@ one bit per tile in row-major order, most significant bit first, as unpadded URL
 whole changed row of tiles sits exactly as it does on screen), each tile at full size, zero-padded where the
 screen's edge cut it.
 
-Both sides import this module: the agent (``agent.capture``) to pack and describe an update, the hall
-server (``invigil.payloads`` to check the metadata, ``hall_server.frames`` to put screens back together).
+Both sides import this module: the agent to pack and describe an update, the hall server to check the
+metadata (``invigil.payloads``) and to put screens back together (``hall_server.store.frames``).
 """
 
 from __future__ import annotations

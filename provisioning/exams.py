@@ -12,8 +12,8 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server import exams, users
-from hall_server.db import write_transaction
+from hall_server.store import exams, users
+from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
 from netpolicy.policy import PolicyError, parse_policy
 from provisioning.errors import Conflict, LineErrors, NotFound, ProvisioningError

@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server import exams
-from hall_server.db import write_transaction
+from hall_server.store import exams
+from hall_server.store.db import write_transaction
 from provisioning.errors import Conflict, NotFound, ProvisioningError
 from provisioning.seatmap import seat_labels
 

@@ -1,14 +1,14 @@
 """An exam's roster file: CSV ``student_number,name[,extra_time_min][,seat]`` into roster entries.
 
 Pure: called by ``invigil-provision roster import``, which stores the entries all or nothing with
-``hall_server.exams.add_roster``. Every bad line is reported at once, with its line number.
+``hall_server.store.exams.add_roster``. Every bad line is reported at once, with its line number.
 """
 
 from __future__ import annotations
 
 import re
 
-from hall_server.exams import RosterEntry
+from hall_server.store.exams import RosterEntry
 from provisioning.csvtable import read_table
 from provisioning.errors import LineErrors
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from hall_server import crypto, db, exams
+from hall_server.store import crypto, db, exams
 from invigil.timeutil import utc_now
 
 BIN = Path(sys.executable).parent
@@ -70,16 +70,11 @@ def provision_exam(
 
 def stored_screen(setup: ExamSetup, session_id: int, capture_id: str) -> Image.Image:
     """The whole screen the hall server holds for a capture (a tile update put back together), in gray."""
-    from hall_server import frames
-    from hall_server.blobs import BlobStore
+    from hall_server.store.screens import Screens
 
     store = db.connect(setup.data_dir)
     try:
-        key = exams.exam_key(store, crypto.load_or_create_master_key(setup.data_dir), setup.exam_id)
-        blobs = BlobStore(setup.data_dir)
-        body = frames.screen_png(
-            store, session_id, capture_id, lambda sha: blobs.get(setup.exam_id, key, sha)
-        )
+        body = Screens.of_data_dir(setup.data_dir).exam(store, setup.exam_id).screen(session_id, capture_id)
     finally:
         store.close()
     return Image.open(io.BytesIO(body)).convert("L")

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from hall_server.crypto import KeyUnavailable
-from hall_server.users import UserError
+from hall_server.store.crypto import KeyUnavailable
+from hall_server.store.users import UserError
 from provisioning.cli.context import Session, render_failure
 from provisioning.cli.exam import exam, joincode, roster
 from provisioning.cli.hall import hall

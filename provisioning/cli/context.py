@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 import sqlite_utils
 
-from hall_server import crypto, db, users
+from hall_server.store import crypto, db, users
 from provisioning.errors import LineErrors, ProvisioningError
 
 APPLIANCE_DATA_DIR = "/var/lib/invigil"

@@ -1,4 +1,4 @@
-"""``invigil-provision user ...``: staff accounts (the store functions live in ``hall_server.users``)."""
+"""``invigil-provision user ...``: staff accounts (the store's side is ``hall_server.store.users``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hall_server import users
+from hall_server.store import users
 from provisioning import exams, halls
 from provisioning.cli.context import Session, table
 from provisioning.errors import Conflict

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.transport import HallClient
-from hall_server import db
+from hall_server.store import db
 from invigil.payloads import Enrolment
 from invigil.timeutil import utc_now
 

@@ -18,7 +18,7 @@ from agent.spool import Spool
 from agent.transport import HallClient, Refused
 from agent.updates import pack_tiles
 from agent.uploader import Uploader
-from hall_server import chain, db, frames
+from hall_server.store import chain, db, frames
 from invigil import tiles
 from invigil.payloads import CaptureMeta, Enrolment
 from invigil.timeutil import utc_now

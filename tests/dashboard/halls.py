@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from hall_server import crypto, db, exams, users
+from hall_server.store import crypto, db, exams, users
 from invigil.timeutil import utc_now
 
 PASSWORD = "correct horse battery"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,16 +23,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from hall_server import crypto, db, exams, users
 from hall_server.app import create_app
+from hall_server.store import crypto, db, exams, users
 from invigil.payloads import CaptureMeta, DeviceEvent, Enrolment, SiteEvent, Unchanged
 from invigil.timeutil import utc_now
 
+from reviewseed import FlaskHall, post_site_events
 from support import LiveServer, sha256
-
-# The agent client over the Flask test client lives with the review library's tests; share it, not a copy.
-sys.path.append(str(Path(__file__).resolve().parent.parent / "hall_server"))
-from reviewseed import FlaskHall, post_site_events  # noqa: E402
 
 PASSWORD = "correct horse battery"
 INTERVAL_S = 30

@@ -10,7 +10,7 @@ from halls import PASSWORD
 
 from hall_server import staff
 from hall_server.app import create_app
-from hall_server.db import db_path
+from hall_server.store.db import db_path
 
 
 @pytest.fixture

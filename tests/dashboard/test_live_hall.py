@@ -10,7 +10,7 @@ import pytest
 from pages import VIEWPORT, image_width, login
 from simagents import SimAgent
 
-from hall_server.db import db_path
+from hall_server.store.db import db_path
 
 expect = pytest.importorskip("playwright.sync_api").expect
 

@@ -11,7 +11,7 @@ import reviewexam
 from reviewexam import PASSWORD, ROLES
 from staffclient import staff_session
 
-from hall_server import db
+from hall_server.store import db
 
 review_template = reviewexam.review_template  # fixtures, shared with the other review tests
 review_server = reviewexam.review_server

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from hall_server import db
+from hall_server.store import db
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from hall_server import crypto, db, exams, policy_publish
+from hall_server import policy_publish
+from hall_server.store import crypto, db, exams
 from invigil.timeutil import utc_now
 from netpolicy.policy import parse_policy
 

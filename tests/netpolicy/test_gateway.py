@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hall_server import db
+from hall_server.store import db
 from netpolicy.gateway import COUNTERS, Gateway, dnsmasq_config, main, nft_ruleset
 from provisioning.certs import make_ca, make_server_cert
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hall_server import db
+from hall_server.store import db
 
 PLAIN_POLICY = """\
 # Linear Algebra, hall A

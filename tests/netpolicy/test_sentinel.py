@@ -17,7 +17,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
-from hall_server import db
+from hall_server.store import db
 from netpolicy.policy import parse_policy
 from netpolicy.sentinel import BPF_FILTER, Report, Sentinel, Settings, client_hello_sni, dns_query_name
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from hall_server import db, users
+from hall_server.store import db, users
 from provisioning.cli import main
 
 START, END = "2026-06-12T09:00+02:00", "2026-06-12T12:00+02:00"

@@ -1,0 +1,56 @@
+"""Rules that turn device and site events into observations: signals for people, never verdicts.
+
+Pure functions, run inside the transaction that stores the event, so an event and the observation it raises
+are committed together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from invigil.payloads import DeviceEvent, SiteEvent
+
+Observation = tuple[str, dict[str, Any]]
+
+REMOTE_TOOL_CATEGORIES = ("remote_access", "screen_sharing", "virtual_machine")
+
+
+def observations_for_device_event(event: DeviceEvent, exam_end: datetime) -> list[Observation]:
+    """``exam_end`` is the student's own end (exam end plus extra time)."""
+    detail = event.detail
+    if detail.get("state") == "ended":  # the agent reports that a VPN or tool went away: nothing to flag
+        return []
+    if event.kind == "monitors":
+        count = detail.get("count")
+        if isinstance(count, int) and count > 1:
+            return [("second_monitor", {"count": count})]
+    elif event.kind == "network_interface":
+        if detail.get("category") in ("vpn", "tunnel"):
+            return [("vpn_interface", {"names": detail.get("names", [])})]
+    elif event.kind == "process_category":
+        category = detail.get("category")
+        if category in REMOTE_TOOL_CATEGORIES:
+            return [("remote_tool", {"category": category, "names": detail.get("names", [])})]
+    elif event.kind == "help_request":
+        return [("help_request", {})]
+    elif event.kind == "left" and event.agent_time < exam_end:
+        minutes_early = int((exam_end - event.agent_time).total_seconds() // 60)
+        return [("left_early", {"minutes_early": minutes_early})]
+    return []
+
+
+def observations_for_site_event(event: SiteEvent) -> list[Observation]:
+    if event.source == "sentinel":
+        # The sentinel only reports what it saw go around the proxy.
+        return [("bypass_site", {"host": event.host, "reason": event.reason})]
+    if event.decision == "blocked":
+        return [("blocked_site", {"host": event.host, "url": event.url, "reason": event.reason})]
+    return []
+
+
+def clock_skew(agent_time: datetime, server_time: datetime, max_skew_s: float) -> Observation | None:
+    skew = (agent_time - server_time).total_seconds()
+    if abs(skew) > max_skew_s:
+        return ("clock_skew", {"skew_s": round(skew, 1)})
+    return None

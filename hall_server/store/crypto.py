@@ -1,0 +1,73 @@
+"""Encryption at rest: a hall master key file wraps one AES-256 key per exam; blobs are AES-GCM.
+
+Destroying an exam's wrapped key (retention) makes every copy of its blobs unreadable, backups included."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
+
+MASTER_KEY_NAME = "master.key"
+BLOB_MAGIC = b"IVGB\x01"
+NONCE_BYTES = 12
+
+
+class KeyUnavailable(Exception):
+    """The master key is missing or wrong, or an exam key was destroyed."""
+
+
+def load_or_create_master_key(data_dir: str | Path) -> bytes:
+    """Read ``<data_dir>/master.key``; create it (mode 0600, never overwritten) on first start."""
+    path = Path(data_dir) / MASTER_KEY_NAME
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise KeyUnavailable(
+                f"{path} is not a 32-byte key; restore it from the appliance backup"
+            ) from None
+        return key
+    key = AESGCM.generate_key(bit_length=256)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+def new_exam_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def wrap_exam_key(master_key: bytes, exam_key: bytes) -> bytes:
+    return aes_key_wrap(master_key, exam_key)
+
+
+def unwrap_exam_key(master_key: bytes, wrapped: bytes) -> bytes:
+    try:
+        return aes_key_unwrap(master_key, wrapped)
+    except Exception as exc:  # InvalidUnwrap: the master key does not belong to this store
+        raise KeyUnavailable("cannot unwrap the exam key: wrong master.key for this data directory") from exc
+
+
+def _aad(exam_id: int, sha256_hex: str) -> bytes:
+    # Binds a blob to its exam and name: a blob moved or renamed on disk fails to decrypt.
+    return f"invigil-blob:{exam_id}:{sha256_hex}".encode()
+
+
+def encrypt_blob(exam_key: bytes, exam_id: int, sha256_hex: str, plaintext: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return BLOB_MAGIC + nonce + AESGCM(exam_key).encrypt(nonce, plaintext, _aad(exam_id, sha256_hex))
+
+
+def decrypt_blob(exam_key: bytes, exam_id: int, sha256_hex: str, sealed: bytes) -> bytes:
+    if not sealed.startswith(BLOB_MAGIC):
+        raise ValueError("not an Invigil blob")
+    nonce = sealed[len(BLOB_MAGIC) : len(BLOB_MAGIC) + NONCE_BYTES]
+    body = sealed[len(BLOB_MAGIC) + NONCE_BYTES :]
+    return AESGCM(exam_key).decrypt(nonce, body, _aad(exam_id, sha256_hex))

@@ -1,0 +1,66 @@
+"""Rules raise observations (signals for people), never verdicts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from hall_server.ingest import health, rules
+from invigil.payloads import DeviceEvent, SiteEvent
+from invigil.timeutil import utc_now
+
+NOW = utc_now()
+END = NOW + timedelta(minutes=30)
+
+
+@pytest.mark.parametrize(
+    ("kind", "detail", "expected"),
+    [
+        ("monitors", {"count": 1}, []),
+        ("monitors", {"count": 2}, ["second_monitor"]),
+        ("network_interface", {"category": "vpn", "names": ["wg0"]}, ["vpn_interface"]),
+        ("network_interface", {"category": "ethernet"}, []),
+        ("process_category", {"category": "remote_access", "names": ["anydesk"]}, ["remote_tool"]),
+        ("process_category", {"category": "virtual_machine"}, ["remote_tool"]),
+        ("process_category", {"category": "messaging"}, []),
+        ("help_request", {}, ["help_request"]),
+        ("left", {}, ["left_early"]),
+        ("agent_started", {}, []),
+        ("network_interface", {"category": "vpn", "names": [], "state": "ended"}, []),
+        ("process_category", {"category": "remote_access", "names": [], "state": "ended"}, []),
+    ],
+)
+def test_device_event_rules(kind, detail, expected):
+    event = DeviceEvent("ev-0000001", kind, NOW, detail)
+    assert [kind for kind, _ in rules.observations_for_device_event(event, END)] == expected
+
+
+def test_leaving_after_the_students_own_end_is_not_early():
+    event = DeviceEvent("ev-0000001", "left", END + timedelta(seconds=1))
+    assert rules.observations_for_device_event(event, END) == []
+
+
+@pytest.mark.parametrize(
+    ("decision", "source", "expected"),
+    [
+        ("allowed", "proxy", []),
+        ("blocked", "proxy", ["blocked_site"]),
+        ("blocked", "sentinel", ["bypass_site"]),
+    ],
+)
+def test_site_event_rules(decision, source, expected):
+    event = SiteEvent("site-000001", NOW, "10.0.0.5", "chat.example", decision, source)
+    assert [kind for kind, _ in rules.observations_for_site_event(event)] == expected
+
+
+def test_clock_skew_bound():
+    assert rules.clock_skew(NOW + timedelta(seconds=29), NOW, 30) is None
+    assert rules.clock_skew(NOW - timedelta(seconds=31), NOW, 30) == ("clock_skew", {"skew_s": -31.0})
+
+
+@pytest.mark.parametrize(
+    ("inflight", "free", "expected"), [(0, 10**12, 10), (100, 10**12, 5), (500, 10**12, 0), (0, 10**6, 0)]
+)
+def test_health_falls_with_load_and_low_disk(inflight, free, expected):
+    assert health.health(inflight, 200, free) == expected
