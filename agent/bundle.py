@@ -1,7 +1,7 @@
 """Read the agent bundle: the JSON file the organiser hands out with the agent (docs/provisioning.md).
 
 The bundle names the hall, the protocol version, the hall server's URLs and the hall CA that signs the
-server's certificate. ``agent.cli`` calls :func:`load_bundle` at start; a bundle for another protocol
+server's certificate. It is read once, at start (:func:`load_bundle`); a bundle for another protocol
 version, or one whose CA fingerprint does not match its PEM, is refused with a message for the student.
 ``provisioning.bundle`` writes it (the agent may not import provisioning, so the checks are repeated here
 with the stdlib only).
@@ -82,7 +82,7 @@ def parse_bundle(text: str) -> AgentBundle:
 
 
 def load_bundle(path: str | Path) -> AgentBundle:
-    """Read and check the bundle at ``path``; called by ``agent.cli`` for ``--bundle FILE``."""
+    """Read and check the bundle at ``path`` (``--bundle FILE``)."""
     try:
         text = Path(path).read_text("utf-8")
     except OSError as exc:

@@ -1,8 +1,8 @@
 """The capture loop: grab every monitor, decide changed or not, encode, and append records to the spool.
 
-``agent.cli`` builds one :class:`CaptureLoop` on its capture thread with the real grabber
-(:class:`agent.grab.MssGrabber`) and calls :meth:`CaptureLoop.run`, or :meth:`CaptureLoop.tick` on focus
-changes and server instructions. Tests inject a ``grab`` callable that returns synthetic frames.
+One :class:`CaptureLoop` lives on the capture thread with its grabber (any :data:`agent.grab.Grab`: mss, the
+Wayland portal, or in tests a callable that returns synthetic frames). It ticks every interval, on focus
+changes and on server instructions.
 
 Spool records written here (the uploader turns each into one request):
 
@@ -96,7 +96,7 @@ def new_record_id() -> str:
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    """Knobs of the capture loop; ``agent.cli`` fills them from its settings table."""
+    """Knobs of the capture loop; :func:`capture_settings` fits them to what the hall server offers."""
 
     change: ChangeParams = DEFAULT_PARAMS
     #: Send a full image at least this often even when nothing changed enough (a clock ticking for an hour
@@ -193,7 +193,7 @@ class CaptureLoop:
     def send_key_images(self) -> None:
         """Send the next image of every monitor whole: the server lost an image that updates built on.
 
-        Called by the uploader (``agent.uploader``) when the server refuses an update for its base.
+        Safe from the upload thread, which learns of the loss when the server refuses an update for its base.
         """
         self._rekey = True
 
@@ -202,9 +202,9 @@ class CaptureLoop:
     ) -> list[TickOutcome]:
         """Grab all monitors once and spool an image or an "unchanged" record for each.
 
-        Called by :meth:`run` every interval, and by ``agent.cli`` on focus/title changes (trigger
-        "focus"/"title") or a server instruction ("instruction"). A change in the monitor layout forces
-        an image of every monitor with trigger "monitors".
+        A tick comes every interval, on a focus/title change (trigger "focus"/"title") and on a server
+        instruction ("instruction"). A change in the monitor layout forces an image of every monitor with
+        trigger "monitors".
         """
         if trigger not in p.CAPTURE_TRIGGERS:
             raise ValueError(f"unknown capture trigger {trigger!r}")
@@ -351,8 +351,8 @@ class CaptureLoop:
     ) -> None:
         """Tick until ``stop`` is set: "start" first, then "interval" every ``interval_s`` seconds.
 
-        ``interval_s`` may be a callable so the heartbeat can change it. Errors go to ``on_error`` (which
-        ``agent.cli`` turns into a ``capture_error`` device event) or, without one, end the loop.
+        ``interval_s`` may be a callable so the heartbeat can change it. Errors go to ``on_error`` (for
+        instance a ``capture_error`` device event) or, without one, end the loop.
         """
         trigger = "start"
         while not stop.is_set():

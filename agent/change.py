@@ -1,9 +1,8 @@
 """Decide whether a screen changed enough to send a new image, on a small grayscale thumbnail (pure).
 
-The capture loop (``agent.capture``) keeps, per monitor, the thumbnail of the last image it *sent* and calls
-:func:`compare` against each new grab. Comparing with the last sent image rather than the previous grab
-matters: slow typing accumulates until it crosses the threshold, while a blinking cursor or a ticking clock
-stays confined to its few tiles however long it runs, so it never does.
+Each new grab is compared (:func:`compare`) with the thumbnail of the last image *sent* for that monitor, not
+with the previous grab. That matters: slow typing accumulates until it crosses the threshold, while a blinking
+cursor or a ticking clock stays confined to its few tiles however long it runs, so it never does.
 
 A thumbnail is the block mean of luma over ``scale`` x ``scale`` screen pixels. A thumbnail pixel "differs"
 when its gray value moved by more than ``pixel_threshold``; a tile (``tile`` x ``tile`` thumbnail pixels)
@@ -68,8 +67,8 @@ class ChangeResult:
 def thumbnail(image: np.ndarray, scale: int = DEFAULT_PARAMS.scale) -> np.ndarray:
     """RGB (h, w, 3) or gray (h, w) uint8 -> (h // scale, w // scale) uint8 block-mean luma.
 
-    Called by the capture loop once per grab. The last ``h % scale`` rows and ``w % scale`` columns are
-    left out (at most ``scale - 1`` pixels at the right and bottom edge).
+    Made once per grab. The last ``h % scale`` rows and ``w % scale`` columns are left out (at most
+    ``scale - 1`` pixels at the right and bottom edge).
     """
     if scale < 1:
         raise ValueError("scale must be at least 1")
@@ -102,10 +101,10 @@ def _thumbnail_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
 def thumbnail_bgrx(bgrx: np.ndarray, scale: int = DEFAULT_PARAMS.scale) -> np.ndarray:
     """mss-style (h, w, 4) BGRX uint8 -> the same thumbnail :func:`thumbnail` makes of the RGB pixels.
 
-    The capture loop's path for every grab, changed or not: Pillow views the grabbed bytes as an "RGBX"
-    image without copying them and block-means the four channels in one C pass; luma is then taken on the
-    small image with the channels put back in R, G, B order. No full-resolution RGB or luma is made, so an
-    unchanged frame costs little more than the grab (``bench/agent.py``).
+    The path of every grab, changed or not, so it must be cheap: Pillow views the grabbed bytes as an
+    "RGBX" image without copying them and block-means the four channels in one C pass; luma is then taken
+    on the small image with the channels put back in R, G, B order. No full-resolution RGB or luma is made,
+    so an unchanged frame costs little more than the grab (``bench/agent.py``).
     """
     if bgrx.ndim != 3 or bgrx.shape[2] != 4 or bgrx.dtype != np.uint8:
         raise ValueError(f"expected an (h, w, 4) uint8 array, got {bgrx.shape} {bgrx.dtype}")
@@ -174,7 +173,7 @@ def _tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
 def compare(
     reference: np.ndarray | None, current: np.ndarray, params: ChangeParams = DEFAULT_PARAMS
 ) -> ChangeResult:
-    """Compare two thumbnails made by :func:`thumbnail` with the same ``scale``; called by the capture loop.
+    """Compare two thumbnails made by :func:`thumbnail` with the same ``scale``.
 
     No reference (first grab) or a different size (resolution changed) counts as changed, all tiles.
     """

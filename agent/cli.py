@@ -21,8 +21,9 @@ from pathlib import Path
 from agent.bundle import AgentBundle, BundleError, load_bundle, write_ca_file
 from agent.capture import capture_settings, new_record_id
 from agent.devices import CategoriesError, DeviceChecker, load_categories
+from agent.display import check_display_server
 from agent.focus import system_probe
-from agent.grab import CaptureUnavailable, MssGrabber, check_display_server
+from agent.grab import CaptureUnavailable, MssGrabber
 from agent.runtime import AgentRuntime, Announcer, RuntimeSettings, SessionInfo
 from agent.spool import DEFAULT_MAX_BYTES, Spool
 from agent.status import TerminalStatus, TkStatus, tk_available
@@ -235,7 +236,7 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
 
 
 def ask_portal_permission() -> Callable[[], object]:
-    """Grab once through the screenshot portal, with time for a permission dialog; called by ``run``.
+    """Grab once through the screenshot portal, with time for a permission dialog, before the student joins.
 
     GNOME asks the student the first time an app takes screenshots: better at start, with time to answer,
     than silently failing every capture of the exam. Returns the grab factory for the runtime.

@@ -1,7 +1,7 @@
 """Device checks: monitor layout, VPN/tunnel interfaces and process categories, reported only on change.
 
-``agent.runtime`` calls :meth:`DeviceChecker.check` once per capture interval on its device thread and
-spools the events it returns. What leaves the machine is a category and the *matched* names only: the
+:meth:`DeviceChecker.check` runs once per capture interval, on the capture thread; the events it returns
+are spooled. What leaves the machine is a category and the *matched* names only: the
 process list itself is never stored, sent or logged (docs/agent.md). The matching is pure
 (:func:`match_processes`, :func:`match_interfaces`); psutil and mss sit behind injected callables so tests
 feed recorded data.
@@ -67,7 +67,7 @@ def parse_categories(raw: Any, source: str = "categories file") -> Categories:
 
 
 def load_categories(extra_files: Iterable[str | Path] = ()) -> Categories:
-    """The shipped ``agent/categories.json`` plus each organiser file's patterns; called by ``agent.cli``."""
+    """The shipped ``agent/categories.json`` plus each organiser file's patterns (``--categories FILE``)."""
     try:
         shipped = SHIPPED_CATEGORIES.read_text("utf-8")
     except OSError as exc:
@@ -166,7 +166,7 @@ class DeviceChecker:
     _processes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def check(self, now: datetime) -> list[DeviceEvent]:
-        """Run every check once; called by the runtime's device thread each capture interval."""
+        """Run every check once and return the events of what changed since the last run."""
         events: list[DeviceEvent] = []
         if self.list_monitors is not None:
             layout = monitor_layout(self.list_monitors())

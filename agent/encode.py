@@ -5,10 +5,10 @@ exam page is larger as JPEG q60 than as lossless PNG), while 16 gray levels keep
 of lossless size. The path below (luma, a lookup table to 16 levels, two pixels per byte, deflate) is several
 times faster than Pillow's palette quantiser. ``bench/agent_encode.py`` prints the figures behind this choice.
 
-The capture loop (``agent.capture``) turns a changed screen into gray levels once (:func:`levels_bgrx` of
-the grabbed BGRX pixels), sends them whole or as a tile update with :func:`encode_levels`, and makes the
-live view's picture with :func:`encode_thumbnail`. :func:`encode_screen` is the same PNG from RGB or luma,
-for tools and benchmarks. All are pure functions of their arrays.
+A changed screen becomes gray levels once (:func:`levels_bgrx` of the grabbed BGRX pixels);
+:func:`encode_levels` makes the PNG of them, whole or as a tile update, and :func:`encode_thumbnail` the live
+view's picture. :func:`encode_screen` is the same PNG from RGB or luma, for tools and benchmarks. All are pure
+functions of their arrays.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _encoded(data: bytes, width: int, height: int, fmt: str) -> EncodedImage:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """RGB (h, w, 3+) uint8 -> luma (h, w) uint8 with integer math only.
 
-    Called by the encoders here and by ``agent.change.thumbnail``; extra channels (alpha) are ignored.
+    Extra channels (alpha) are ignored.
     """
     if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (h, w, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
@@ -92,8 +92,8 @@ def levels_bgrx(bgrx: np.ndarray, lut: np.ndarray | None = None, strip_rows: int
     """mss-style (h, w, 4) BGRX uint8 -> gray levels 0..15 (h, w), ``strip_rows`` at a time.
 
     :func:`quantise_gray4` of :func:`luma_bgrx`, without ever holding the full-resolution luma plane: the
-    capture loop calls this for a changed screen and keeps the levels of the last image it sent, and one
-    plane fewer keeps its peak RSS under target (``bench/agent.py``).
+    levels of a changed screen are kept until the next image is sent, and one plane fewer keeps the agent's
+    peak RSS under target (``bench/agent.py``).
     """
     return _gray_bgrx(bgrx, strip_rows, (QUANTISE_LUT if lut is None else lut).tolist())
 
@@ -116,7 +116,7 @@ def _gray_bgrx(bgrx: np.ndarray, strip_rows: int, table: list[int] | None) -> np
 def quantise_lut(levels: int = GRAY_LEVELS, contrast: float = DEFAULT_CONTRAST) -> np.ndarray:
     """Lookup table 0..255 -> 0..levels-1: a linear ramp blended with a smoothstep by ``contrast`` (0..1).
 
-    Monotonic, maps 0 to 0 and 255 to ``levels - 1``; called once at import and by tests.
+    Monotonic, maps 0 to 0 and 255 to ``levels - 1``; the default table is built once, at import.
     """
     if not 0.0 <= contrast <= 1.0:
         raise ValueError("contrast must be between 0 and 1")
@@ -172,16 +172,15 @@ def _png_gray4_file(width: int, height: int, idat: bytes) -> bytes:
 def encode_levels(levels: np.ndarray) -> EncodedImage:
     """A plane of gray levels 0..15 (:func:`quantise_gray4`) as a 4-bit grayscale PNG.
 
-    The capture loop's encoder when tile updates are on: it keeps the levels of the last image it sent to
-    find the changed tiles, and sends either the whole plane or the changed tiles packed
-    (``agent.updates``). Same bytes as :func:`encode_screen` of the luma the levels came from.
+    The PNG of every image the agent sends: a whole plane, or the changed tiles of a tile update packed into
+    one (``agent.updates``). Same bytes as :func:`encode_screen` of the luma the levels came from.
     """
     height, width = levels.shape
     return _encoded(png_gray4(levels), width, height, "png")
 
 
 def encode_screen(image: np.ndarray, zlib_level: int = 6, contrast: float = DEFAULT_CONTRAST) -> EncodedImage:
-    """A full-resolution screen as a 4-bit grayscale PNG; called by the capture loop for a changed screen.
+    """A full-resolution screen, RGB or luma, as a 4-bit grayscale PNG.
 
     ``image`` is RGB (h, w, 3) or, to share one luma pass with :func:`encode_thumbnail`, luma (h, w). The
     result is :func:`png_gray4` of :func:`quantise_gray4`, made in strips of rows (quantise, pack, deflate
@@ -213,7 +212,7 @@ def encode_thumbnail(
     """A small 8-bit grayscale image (``width`` px wide) for the invigilator's live view.
 
     ``image`` is RGB (h, w, 3) or luma (h, w). Downscaled text is smooth, so here JPEG beats PNG; ``fmt``
-    may be "jpeg" or "png". Called by the capture loop next to :func:`encode_screen`.
+    may be "jpeg" or "png".
     """
     if fmt not in ("jpeg", "png"):
         raise ValueError("thumbnail format must be 'jpeg' or 'png'")
@@ -240,7 +239,7 @@ def time_encode(
 ) -> tuple[EncodedImage, float]:
     """Run ``encode`` ``repeat`` times; return its result and the best wall time in milliseconds.
 
-    Called by ``bench/agent_encode.py`` and by the agent's self-check; tests never assert on the time.
+    For benchmarks: tests never assert on the time.
     """
     best = float("inf")
     result: EncodedImage | None = None

@@ -1,9 +1,9 @@
 """mDNS on the agent side: announce this laptop to the hall, and find the hall's API.
 
 ``AgentAnnouncer`` publishes ``_invigil-agent._tcp`` (agent id, protocol, state) so the invigilator's seat
-view fills in; ``find_hall`` / ``browse_halls`` look for ``_invigil._tcp``. Called by the agent's enrolment
-flow (agent/cli.py) and by tests. mDNS only says where to look: the agent still verifies the server's
-certificate against the hall CA in its bundle, and enrolment works without mDNS (docs/discovery.md).
+view fills in; ``find_hall`` / ``browse_halls`` look for ``_invigil._tcp``. mDNS only says where to look: the
+agent still verifies the server's certificate against the hall CA in its bundle, and enrolment works without
+mDNS (docs/discovery.md).
 
 Nothing personal is announced: no student number, no name, not the laptop's hostname (which often carries
 the owner's name); the mDNS host name is derived from the random agent id.
@@ -105,8 +105,8 @@ def parse_hall_txt(
 
 
 class AgentAnnouncer:
-    """Announces this agent on ``_invigil-agent._tcp``; the agent's main loop calls ``update_state()``
-    as it enrols, captures and leaves, and ``close()`` on exit (goodbye records: the seat shows "gone")."""
+    """Announces this agent on ``_invigil-agent._tcp``: ``update_state()`` as it enrols, captures and leaves,
+    ``close()`` on exit (goodbye records: the seat shows "gone")."""
 
     def __init__(
         self, agent_id: str, *, state: str = "waiting", addresses: list[str] | None = None, port: int = 9
@@ -158,7 +158,7 @@ class HallSearch:
 
 
 class _HallCollector(ServiceListener):
-    """Collects resolved hall records; called from zeroconf's browser thread."""
+    """Collects resolved hall records; its callbacks run in zeroconf's browser thread."""
 
     def __init__(self) -> None:
         self.found: dict[str, HallAnnouncement] = {}

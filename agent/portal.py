@@ -3,10 +3,9 @@
 mss cannot see a Wayland screen; the portal (``org.freedesktop.portal.Screenshot`` on the session bus, served
 by xdg-desktop-portal and a desktop's backend) can. One call gives one PNG of the whole desktop, written to a
 file by the portal: :class:`PortalGrabber` reads it into one :class:`~agent.grab.MonitorFrame` and deletes
-the file at once. ``agent.grab.check_display_server`` asks :func:`screenshot_portal_version` whether the
-portal is there; ``agent.cli`` then grabs once with :data:`PERMISSION_TIMEOUT_S` (some desktops ask the
-student first) and hands :class:`PortalGrabber` to the runtime. The D-Bus edge is :class:`ScreenshotPortal`
-(jeepney); tests inject their own ``request`` callable into :class:`PortalGrabber`.
+the file at once. At start, :func:`screenshot_portal_version` says whether the portal is there, and the first
+grab may wait :data:`PERMISSION_TIMEOUT_S` (some desktops ask the student first). The D-Bus edge is
+:class:`ScreenshotPortal` (jeepney); tests inject their own ``request`` callable into :class:`PortalGrabber`.
 """
 
 from __future__ import annotations
@@ -137,8 +136,7 @@ def image_path_of(uri: object) -> Path:
 def frame_from_response(code: int, results: Mapping[str, Any]) -> MonitorFrame:
     """Read the portal's answer into one frame (monitor 0: the whole desktop) and delete the portal's file.
 
-    Called by :class:`PortalGrabber` for each answer. The file is deleted whether or not it can be read: the
-    agent leaves no screenshot behind on the laptop.
+    The file is deleted whether or not it can be read: the agent leaves no screenshot behind on the laptop.
     """
     if code == 1:
         raise PortalCancelled()
@@ -255,8 +253,7 @@ class ScreenshotPortal:
 def screenshot_portal_version(environ: Mapping[str, str] | None = None, timeout_s: float = 5.0) -> int | None:
     """The Screenshot portal's version on the session bus, or None when there is no bus or no portal.
 
-    Called by ``agent.grab.check_display_server`` on Wayland; the first call may start the portal (D-Bus
-    activation), which is why it may wait a few seconds.
+    The first call may start the portal (D-Bus activation), which is why it may wait a few seconds.
     """
     address = session_bus_address(environ)
     if address is None:

@@ -1,8 +1,8 @@
 """The running agent: capture thread, upload thread and a leave supervisor around one spool; clean shutdown.
 
-``agent.cli`` enrols, builds an :class:`AgentRuntime` and calls :meth:`AgentRuntime.start`, then runs the
-status view (``agent.status``) on the main thread until :attr:`AgentRuntime.finished` is set. Tests build
-it with an injected grab callable and the real hall server.
+An :class:`AgentRuntime` starts after enrolment; the status view (``agent.status``) then runs on the main
+thread until :attr:`AgentRuntime.finished` is set. The grabber and the focus probe come from injected
+factories, so the whole runtime also runs on synthetic frames against a real hall server.
 
 Threads and what they own:
 
@@ -50,7 +50,7 @@ class Announcer(Protocol):
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Knobs of the running agent; ``agent.cli`` fills them from its options."""
+    """Knobs of the running agent, set from the command-line options."""
 
     capture: CaptureSettings = CaptureSettings()
     focus_poll_s: float = 1.0
@@ -131,7 +131,7 @@ class AgentRuntime:
         )
 
     def toggle_hand(self) -> None:
-        """Raise or lower the hand (a ``help_request`` / ``help_cancel`` device event); called by the view."""
+        """Raise or lower the hand (a ``help_request`` / ``help_cancel`` device event)."""
         self.hand_raised = not self.hand_raised
         self.event("help_request" if self.hand_raised else "help_cancel", {})
 
@@ -144,14 +144,14 @@ class AgentRuntime:
     # -- events and instructions ----------------------------------------------------------------------
 
     def event(self, kind: str, detail: dict[str, Any]) -> None:
-        """Spool one device event and wake the uploader; called from any thread."""
+        """Spool one device event and wake the uploader; safe from any thread."""
         with contextlib.suppress(SpoolClosed):
             wire = DeviceEvent(self.new_id(), kind, self.clock(), detail).as_wire()
             self.spool.append({"kind": EVENT_KIND, "event": wire})
             self._wake_upload.set()
 
     def _instruction(self, kind: str) -> None:
-        """Called by the uploader (upload thread) for each heartbeat instruction."""
+        """Act on one heartbeat instruction; runs on the upload thread, so it only sets events and flags."""
         if kind == "capture_now":
             self._capture_now.set()
             self._wake_capture.set()
@@ -162,7 +162,7 @@ class AgentRuntime:
     # -- threads -------------------------------------------------------------------------------------
 
     def start(self, started_detail: dict[str, Any] | None = None) -> None:
-        """Start the threads; called once by ``agent.cli`` after enrolment."""
+        """Start the threads, once, after enrolment."""
         self.event("agent_started", started_detail or {})
         for name, target in (
             ("capture", self._capture),

@@ -1,8 +1,8 @@
 """A bounded on-disk spool: every capture and event survives network loss and a restart, and drains in order.
 
-The capture loop (``agent.capture``) calls :meth:`Spool.append`; the uploader calls :meth:`Spool.peek`, sends
-the record and calls :meth:`Spool.ack` once the server confirmed it is durable; ``agent.cli`` calls
-:meth:`Spool.destroy` when the exam ends so nothing is left on the student's laptop.
+Records are appended (:meth:`Spool.append`), read oldest first (:meth:`Spool.peek`) and removed only once the
+server confirmed they are durable (:meth:`Spool.ack`); :meth:`Spool.destroy` at the end of the exam leaves
+nothing on the student's laptop.
 
 One file per record, named ``<seq>-<kind>.rec`` with a zero-padded sequence number, written as
 ``.tmp`` -> fsync -> rename -> fsync(directory). A file is either complete or a leftover ``.tmp`` that
@@ -11,7 +11,7 @@ the spool drained empty) and the drops not yet reported.
 
 When the cap is reached the spool makes room by dropping records of the kinds in ``drop_first`` (in that
 order, oldest first), then the oldest records of any kind; :meth:`Spool.take_dropped` hands the count
-to the caller, which reports it as a ``spool_dropped`` device event.
+on, to be reported as a ``spool_dropped`` device event.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ class Spool:
         entry.path.unlink(missing_ok=True)
 
     def peek(self) -> SpoolRecord | None:
-        """The oldest record, or None when the spool is empty; called by the uploader before sending.
+        """The oldest record, or None when the spool is empty; it stays in the spool until :meth:`ack`.
 
         A record file that cannot be parsed is removed and counted as dropped, so one bad file never
         blocks the queue.

@@ -1,7 +1,7 @@
 """What the student sees while the agent runs: hall, exam, exactly what is recorded, last capture, connection,
 unsent backlog, and two actions: raise hand (a help request) and leave.
 
-``agent.runtime`` fills a :class:`StatusSnapshot` and runs one view on the main thread: :class:`TkStatus`
+One view runs on the main thread and shows a :class:`StatusSnapshot` taken once a second: :class:`TkStatus`
 (a small window) where a display and Tk exist, else :class:`TerminalStatus` (one status line; typed
 commands ``h`` = raise/lower hand, ``leave``). :func:`status_text` is pure and tested on its own.
 """
@@ -18,7 +18,7 @@ from typing import IO, Protocol
 
 @dataclass(frozen=True)
 class StatusSnapshot:
-    """Everything the status view shows, taken by the runtime once a second."""
+    """Everything the status view shows, taken once a second."""
 
     hall: str
     exam: str
@@ -87,7 +87,7 @@ class TerminalStatus:
                 return
 
     def show(self) -> None:
-        """Print the status whenever it changes until the runtime finished; called on the main thread."""
+        """Print the status whenever it changes until the runtime finished; runs on the main thread."""
         if self.inp is not None and self.inp.isatty():
             threading.Thread(target=self._commands, name="invigil-stdin", daemon=True).start()
             print("Type h + Enter to raise or lower your hand, leave + Enter to leave.", file=self.out)

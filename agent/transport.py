@@ -2,8 +2,7 @@
 
 One kept-alive connection; every call either returns the server's JSON, raises :class:`Refused` (a 4xx:
 the server read the request and said no — resending the same bytes will not help), or raises
-:class:`Unreachable` (network trouble or a 5xx: keep the data and try again later). Called by the
-uploader and the enrolment flow, and by tests and benchmarks as a real client.
+:class:`Unreachable` (network trouble or a 5xx: keep the data and try again later).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Tile updates: which tiles of the 4-bit screen changed since the image last sent, packed for upload (pure).
 
-The capture loop (``agent.capture``) keeps, per monitor, the gray levels (0..15) of what the hall server
-now holds for that screen, and for each changed screen calls :func:`changed_tiles` and, when few enough tiles
-changed, :func:`pack_tiles`. The comparison is on the quantised levels at full resolution, not on the change
+Per monitor, the gray levels (0..15) of what the hall server now holds for that screen are kept; each changed
+screen is compared with them (:func:`changed_tiles`) and, when few enough tiles changed, its changed tiles are
+packed (:func:`pack_tiles`). The comparison is on the quantised levels at full resolution, not on the change
 test's thumbnail: so the screen the server puts back together (``hall_server.store.frames``) is exactly the
 one a whole-screen image would have carried, pixel for pixel. The wire format is in ``invigil.tiles``.
 """

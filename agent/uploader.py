@@ -1,9 +1,9 @@
 """Drain the spool to the hall server in order, heartbeat, and follow the server's instructions.
 
-``agent.runtime`` runs :meth:`Uploader.run` on the upload thread (the only thread that uses the
-:class:`~agent.transport.HallClient`) and calls :meth:`Uploader.drain` when the student leaves. Every record
-is acknowledged in the spool only after the server answered 2xx (stored now, or already stored: resends are
-safe because every id is made by the agent), so a network fault never loses or duplicates a record.
+:meth:`Uploader.run` runs on the upload thread, the only thread that uses the
+:class:`~agent.transport.HallClient`; :meth:`Uploader.drain` sends what is left when the student leaves. Every
+record is acknowledged in the spool only after the server answered 2xx (stored now, or already stored: resends
+are safe because every id is made by the agent), so a network fault never loses or duplicates a record.
 
 - :class:`~agent.transport.Unreachable` (network down, 5xx): keep the record, back off exponentially with
   jitter; the lower the server's last health value, the closer the wait is to the cap (health 10 -> normal,
@@ -214,7 +214,7 @@ class Uploader:
         stop.wait(delay)
 
     def step(self, stop: threading.Event) -> bool:
-        """Heartbeat if due, then send one record; True if a record went out. Called by :meth:`run`."""
+        """Heartbeat if due, then send one record; True if a record went out."""
         try:
             if time.monotonic() >= self._next_heartbeat:
                 self.heartbeat()
@@ -233,7 +233,7 @@ class Uploader:
     def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         """Upload until ``stop`` is set; ``wake`` (set by the capture thread) ends an idle wait early.
 
-        Raises :class:`UploadStopped` when the session is over for good (the runtime tells the student).
+        Raises :class:`UploadStopped` when the session is over for good (its message is for the student).
         """
         wake = wake or threading.Event()
         while not stop.is_set():
@@ -245,7 +245,7 @@ class Uploader:
     def drain(self, timeout_s: float) -> bool:
         """Send everything left, retrying for at most ``timeout_s``; True when the spool is empty.
 
-        Called by the runtime when the student leaves or the exam ends, after the capture thread stopped.
+        Runs when the student leaves or the exam ends, once the capture thread has stopped.
         """
         deadline = time.monotonic() + timeout_s
         give_up = threading.Event()

@@ -1,4 +1,4 @@
-"""Staff login, logout, the current user and CSRF protection for the dashboard blueprint.
+"""Staff login, logout, the current user and CSRF protection for the dashboard.
 
 The login is a Flask session cookie (HttpOnly, SameSite=Lax, Secure under TLS; configured by
 ``hall_server.app``) holding the user id and a random login id; logging out revokes that login id in this
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
@@ -24,6 +24,8 @@ from wtforms import ValidationError
 from hall_server import staff
 from hall_server.store import audit
 from hall_server.web import get_db
+
+from .blueprint import bp, wants_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,8 +91,13 @@ def current_user() -> staff.StaffUser | None:
     return user
 
 
-def wants_json() -> bool:
-    return request.path.endswith(".json") or request.method != "GET" or "/captures/" in request.path
+def logged_in_user() -> staff.StaffUser:
+    """The logged-in staff user of this request; 401 when there is none. Views run behind
+    ``login_required``, so the 401 only keeps a view that forgot it from running as nobody."""
+    user = current_user()
+    if user is None:
+        abort(401)
+    return user
 
 
 def login_required(view: F) -> F:
@@ -105,8 +112,9 @@ def login_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@bp.before_request
 def check_csrf() -> None:
-    """``before_request`` of the dashboard blueprint: every state-changing request carries the token."""
+    """Every state-changing request to the dashboard carries the token."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     token = request.headers.get("X-CSRFToken") or request.form.get("csrf_token", "")
@@ -123,43 +131,42 @@ def _safe_next(target: str | None) -> str:
     return url_for("dashboard.index")
 
 
-def register(bp: Blueprint) -> None:
-    bp.before_request(check_csrf)
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"csrf_token": generate_csrf, "current_user": current_user}
 
-    @bp.app_context_processor
-    def _template_globals() -> dict[str, Any]:
-        return {"csrf_token": generate_csrf, "current_user": current_user}
 
-    @bp.route("/login", methods=["GET", "POST"])
-    def login() -> ResponseReturnValue:
-        error, status = None, 200
-        if request.method == "POST":
-            username = request.form.get("username", "").strip()[:128]
-            password = request.form.get("password", "")[:1024]
-            throttle = _dashboard_state()["throttle"]
-            try:
-                user = staff.login(get_db(), throttle, username, password, request.remote_addr or "")
-            except staff.LoginRefused as exc:
-                error, status = exc.message, 429 if exc.wait_s else 401
-            else:
-                session.clear()  # a fresh session (and CSRF token) per login: no fixation
-                session.permanent = True
-                session["uid"] = user.id
-                session["login"] = secrets.token_urlsafe(16)
-                return redirect(_safe_next(request.args.get("next")))
-        return render_template("login.html", error=error), status
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    error, status = None, 200
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()[:128]
+        password = request.form.get("password", "")[:1024]
+        throttle = _dashboard_state()["throttle"]
+        try:
+            user = staff.login(get_db(), throttle, username, password, request.remote_addr or "")
+        except staff.LoginRefused as exc:
+            error, status = exc.message, 429 if exc.wait_s else 401
+        else:
+            session.clear()  # a fresh session (and CSRF token) per login: no fixation
+            session.permanent = True
+            session["uid"] = user.id
+            session["login"] = secrets.token_urlsafe(16)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", error=error), status
 
-    @bp.post("/logout")
-    def logout() -> ResponseReturnValue:
-        user = current_user()
-        login_id = session.get("login")
-        if isinstance(login_id, str):
-            lifetime = current_app.permanent_session_lifetime.total_seconds()
-            _dashboard_state()["revocations"].revoke(login_id, lifetime)
-        if user is not None:
-            audit.record(get_db(), user.id, "logout")
-        session.clear()
-        return redirect(url_for("dashboard.login"))
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    user = current_user()
+    login_id = session.get("login")
+    if isinstance(login_id, str):
+        lifetime = current_app.permanent_session_lifetime.total_seconds()
+        _dashboard_state()["revocations"].revoke(login_id, lifetime)
+    if user is not None:
+        audit.record(get_db(), user.id, "logout")
+    session.clear()
+    return redirect(url_for("dashboard.login"))
 
 
 def init_state(app_extensions: dict[str, Any]) -> None:

@@ -2,13 +2,12 @@
 deletions) and holds that keep a student's data past retention (place and lift).
 
 Only exam-board members assigned to the exam (or its hall) open it; a reviewer of the exam gets 403, anyone
-else 404. Holds are written by ``hall_server.review.retention`` (audited there). Registered by
-``dashboard.init_app``.
+else 404. Holds are written by ``hall_server.review.retention`` (audited there).
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from hall_server.review import retention
@@ -17,8 +16,9 @@ from hall_server.store.exams import ExamFacts
 from hall_server.web import get_db
 from invigil.timeutil import utc_now
 
-from .auth import login_required
-from .review import reviewable, user
+from .auth import logged_in_user, login_required
+from .blueprint import bp
+from .review import reviewable
 
 LOG_LIMIT = 2000
 
@@ -30,60 +30,61 @@ def board_exam(exam_id: int) -> ExamFacts:
     return exam
 
 
-def register(bp: Blueprint) -> None:
-    @bp.get("/review/exams/<int:exam_id>/audit")
-    @login_required
-    def board_audit(exam_id: int) -> ResponseReturnValue:
-        exam = board_exam(exam_id)
-        student = request.args.get("student", "").strip()[:64] or None
-        action = request.args.get("action", "").strip()[:64] or None
-        db = get_db()
-        entries = audit.read_log(db, exam_id=exam_id, student_number=student, action=action, limit=LOG_LIMIT)
-        actions = [
-            row[0]
-            for row in db.execute(
-                "SELECT DISTINCT action FROM audit_log WHERE exam_id = ? ORDER BY action", [exam_id]
-            )
-        ]
-        roster = [
-            row[0]
-            for row in db.execute(
-                "SELECT student_number FROM roster WHERE exam_id = ? ORDER BY student_number", [exam_id]
-            )
-        ]
-        return render_template(
-            "audit.html",
-            exam=exam,
-            entries=list(reversed(entries)),  # newest first
-            limit=LOG_LIMIT,
-            student=student or "",
-            action=action or "",
-            actions=actions,
-            roster=roster,
-            holds=retention.holds(db, exam_id, open_only=False),
-            error=request.args.get("error", ""),
+@bp.get("/review/exams/<int:exam_id>/audit")
+@login_required
+def board_audit(exam_id: int) -> ResponseReturnValue:
+    exam = board_exam(exam_id)
+    student = request.args.get("student", "").strip()[:64] or None
+    action = request.args.get("action", "").strip()[:64] or None
+    db = get_db()
+    entries = audit.read_log(db, exam_id=exam_id, student_number=student, action=action, limit=LOG_LIMIT)
+    actions = [
+        row[0]
+        for row in db.execute(
+            "SELECT DISTINCT action FROM audit_log WHERE exam_id = ? ORDER BY action", [exam_id]
         )
+    ]
+    roster = [
+        row[0]
+        for row in db.execute(
+            "SELECT student_number FROM roster WHERE exam_id = ? ORDER BY student_number", [exam_id]
+        )
+    ]
+    return render_template(
+        "audit.html",
+        exam=exam,
+        entries=list(reversed(entries)),  # newest first
+        limit=LOG_LIMIT,
+        student=student or "",
+        action=action or "",
+        actions=actions,
+        roster=roster,
+        holds=retention.holds(db, exam_id, open_only=False),
+        error=request.args.get("error", ""),
+    )
 
-    @bp.post("/review/exams/<int:exam_id>/holds")
-    @login_required
-    def board_place_hold(exam_id: int) -> ResponseReturnValue:
-        board_exam(exam_id)
-        student = request.form.get("student", "").strip()[:64]
-        reason = request.form.get("reason", "").strip()[:500]
-        try:
-            retention.place_hold(get_db(), exam_id, student, user().id, reason, utc_now())
-        except retention.HoldRefused as exc:
-            return redirect(url_for("dashboard.board_audit", exam_id=exam_id, error=str(exc)), 303)
-        return redirect(url_for("dashboard.board_audit", exam_id=exam_id), 303)
 
-    @bp.post("/review/exams/<int:exam_id>/holds/<int:hold_id>/lift")
-    @login_required
-    def board_lift_hold(exam_id: int, hold_id: int) -> ResponseReturnValue:
-        board_exam(exam_id)
-        if hold_id not in {hold["id"] for hold in retention.holds(get_db(), exam_id, open_only=False)}:
-            abort(404)
-        try:
-            retention.lift_hold(get_db(), hold_id, user().id, utc_now())
-        except retention.HoldRefused as exc:
-            return redirect(url_for("dashboard.board_audit", exam_id=exam_id, error=str(exc)), 303)
-        return redirect(url_for("dashboard.board_audit", exam_id=exam_id), 303)
+@bp.post("/review/exams/<int:exam_id>/holds")
+@login_required
+def board_place_hold(exam_id: int) -> ResponseReturnValue:
+    board_exam(exam_id)
+    student = request.form.get("student", "").strip()[:64]
+    reason = request.form.get("reason", "").strip()[:500]
+    try:
+        retention.place_hold(get_db(), exam_id, student, logged_in_user().id, reason, utc_now())
+    except retention.HoldRefused as exc:
+        return redirect(url_for("dashboard.board_audit", exam_id=exam_id, error=str(exc)), 303)
+    return redirect(url_for("dashboard.board_audit", exam_id=exam_id), 303)
+
+
+@bp.post("/review/exams/<int:exam_id>/holds/<int:hold_id>/lift")
+@login_required
+def board_lift_hold(exam_id: int, hold_id: int) -> ResponseReturnValue:
+    board_exam(exam_id)
+    if hold_id not in {hold["id"] for hold in retention.holds(get_db(), exam_id, open_only=False)}:
+        abort(404)
+    try:
+        retention.lift_hold(get_db(), hold_id, logged_in_user().id, utc_now())
+    except retention.HoldRefused as exc:
+        return redirect(url_for("dashboard.board_audit", exam_id=exam_id, error=str(exc)), 303)
+    return redirect(url_for("dashboard.board_audit", exam_id=exam_id), 303)

@@ -4,9 +4,8 @@ score), search ("who opened X, when"), one student's timeline, and findings (rec
 Access: a user assigned to the exam (or its hall) as ``reviewer`` or ``exam_board``
 (``staff.review_roles``); anyone else gets 404, exactly as for an exam that does not exist. Opening a
 student's timeline is written to the audit log (``capture_view``); its images come through the capture
-routes of ``dashboard.views``, which audit every thumbnail and full capture. Registered by
-``dashboard.init_app``; downloads are in ``dashboard.review_files``, the exam board's page in
-``dashboard.board``.
+routes of ``dashboard.views``, which audit every thumbnail and full capture. Downloads are in
+``dashboard.review_files``, the exam board's page in ``dashboard.board``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template, request
+from flask import abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from hall_server import staff
@@ -26,20 +25,9 @@ from hall_server.store.exams import ExamFacts, exam_facts
 from hall_server.web import get_db
 from invigil.timeutil import from_wire, to_wire, utc_now
 
-from .auth import current_user, login_required, review_roles
-
-KIND_TEXT = {
-    "help_request": "help request",
-    "blocked_site": "blocked site",
-    "bypass_site": "site around the proxy",
-    "capture_gap": "gap in captures",
-    "second_monitor": "second monitor",
-    "vpn_interface": "VPN interface",
-    "remote_tool": "remote/VM tool",
-    "left_early": "left early",
-    "clock_skew": "clock skew",
-}
-
+from .auth import logged_in_user, login_required, review_roles
+from .blueprint import bp
+from .labels import OBSERVATION_LABELS, observation_label
 
 #: The overview's short words for a finding's status (the timeline names who confirmed).
 STATUS_TEXT = {
@@ -50,16 +38,9 @@ STATUS_TEXT = {
 }
 
 
-def user() -> staff.StaffUser:
-    found = current_user()
-    if found is None:  # login_required ran first
-        abort(401)
-    return found
-
-
 def reviewable(exam_id: int) -> tuple[ExamFacts, frozenset[str]]:
     """The exam and this user's review roles for it; 404 when they have none (never say it exists)."""
-    roles = review_roles(user().id, exam_id)
+    roles = review_roles(logged_in_user().id, exam_id)
     exam = exam_facts(get_db(), exam_id) if roles else None
     if exam is None:
         abort(404)
@@ -167,7 +148,7 @@ def timeline_json(data: Timeline, me: int) -> dict[str, Any]:
             {
                 "id": o["id"],
                 "kind": o["kind"],
-                "label": KIND_TEXT.get(o["kind"], o["kind"]),
+                "label": observation_label(o["kind"]),
                 "at": to_wire(o["at"]),
                 "detail": o["detail"],
                 "reviewed": o["id"] not in open_ids,
@@ -199,103 +180,110 @@ def _refused(exc: findings.FindingRefused) -> ResponseReturnValue:
     return jsonify(error={"code": "refused", "message": str(exc)}), 409
 
 
-def register(bp: Blueprint) -> None:
-    @bp.get("/review/")
-    @login_required
-    def review_index() -> ResponseReturnValue:
-        return render_template("review_index.html", exams=staff.reviewable_exams(get_db(), user().id))
+@bp.get("/review/")
+@login_required
+def review_index() -> ResponseReturnValue:
+    return render_template("review_index.html", exams=staff.reviewable_exams(get_db(), logged_in_user().id))
 
-    @bp.get("/review/exams/<int:exam_id>")
-    @login_required
-    def review_exam(exam_id: int) -> ResponseReturnValue:
-        exam, roles = reviewable(exam_id)
-        query = request.args.get("q", "").strip()[:200]
-        hits = overview.search(get_db(), exam_id, query) if query else []
-        return render_template(
-            "review_exam.html",
-            exam=exam,
-            roles=roles,
-            students=overview.exam_overview(get_db(), exam_id),
-            kind_text=KIND_TEXT,
-            status_text=STATUS_TEXT,
-            query=query,
-            hits=hits,
+
+@bp.get("/review/exams/<int:exam_id>")
+@login_required
+def review_exam(exam_id: int) -> ResponseReturnValue:
+    exam, roles = reviewable(exam_id)
+    query = request.args.get("q", "").strip()[:200]
+    hits = overview.search(get_db(), exam_id, query) if query else []
+    return render_template(
+        "review_exam.html",
+        exam=exam,
+        roles=roles,
+        students=overview.exam_overview(get_db(), exam_id),
+        observation_labels=OBSERVATION_LABELS,
+        status_text=STATUS_TEXT,
+        query=query,
+        hits=hits,
+    )
+
+
+@bp.get("/review/exams/<int:exam_id>/search.json")
+@login_required
+def review_search(exam_id: int) -> ResponseReturnValue:
+    reviewable(exam_id)
+    query = request.args.get("q", "").strip()[:200]
+    return jsonify(hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)])
+
+
+@bp.get("/review/exams/<int:exam_id>/students/<student_number>")
+@login_required
+def review_student(exam_id: int, student_number: str) -> ResponseReturnValue:
+    exam, roles = reviewable(exam_id)
+    found = student_of(exam_id, student_number)
+    return render_template("review_student.html", exam=exam, roles=roles, student=found)
+
+
+@bp.get("/review/exams/<int:exam_id>/students/<student_number>/timeline.json")
+@login_required
+def review_timeline(exam_id: int, student_number: str) -> ResponseReturnValue:
+    reviewable(exam_id)
+    found = student_of(exam_id, student_number)
+    sessions = [s["id"] for s in found["sessions"]]
+    wanted = request.args.get("session", type=int) or (sessions[-1] if sessions else None)
+    if wanted is None or wanted not in sessions:
+        abort(404, "no session of this student")
+    me = logged_in_user().id
+    detail = {"student_number": student_number, "view": "timeline"}
+    audit.record(get_db(), me, "capture_view", exam_id, wanted, detail)
+    return jsonify(timeline_json(timeline(get_db(), wanted), me))
+
+
+@bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings")
+@login_required
+def review_record(exam_id: int, session_id: int) -> ResponseReturnValue:
+    reviewable(exam_id)
+    session_in(exam_id, session_id)
+    body = _body()
+    start = _moment(body.get("start"), "start")
+    if start is None:
+        abort(400, "a finding needs the moment it is about (start)")
+    try:
+        finding_id = findings.record(
+            get_db(),
+            session_id=session_id,
+            author_id=logged_in_user().id,
+            verdict=str(body.get("kind", "")),
+            span_start=start,
+            span_end=_moment(body.get("end"), "end"),
+            text=str(body.get("text", "")),
+            observation_id=body.get("observation_id")
+            if isinstance(body.get("observation_id"), int)
+            else None,
+            supersedes=body.get("supersedes") if isinstance(body.get("supersedes"), int) else None,
+            now=utc_now(),
         )
+    except findings.FindingRefused as exc:
+        return _refused(exc)
+    return jsonify(ok=True, id=finding_id), 201
 
-    @bp.get("/review/exams/<int:exam_id>/search.json")
-    @login_required
-    def review_search(exam_id: int) -> ResponseReturnValue:
-        reviewable(exam_id)
-        query = request.args.get("q", "").strip()[:200]
-        return jsonify(hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)])
 
-    @bp.get("/review/exams/<int:exam_id>/students/<student_number>")
-    @login_required
-    def review_student(exam_id: int, student_number: str) -> ResponseReturnValue:
-        exam, roles = reviewable(exam_id)
-        found = student_of(exam_id, student_number)
-        return render_template("review_student.html", exam=exam, roles=roles, student=found)
+def _finding_action(exam_id: int, session_id: int, finding_id: int, action: Any) -> ResponseReturnValue:
+    reviewable(exam_id)
+    session_in(exam_id, session_id)
+    if finding_id not in {entry.id for entry in findings.entries(get_db(), session_id)}:
+        abort(404)
+    text = str(_body().get("text", ""))[: findings.TEXT_MAX_CHARS]
+    try:
+        entry_id = action(get_db(), finding_id, logged_in_user().id, utc_now(), text)
+    except findings.FindingRefused as exc:
+        return _refused(exc)
+    return jsonify(ok=True, id=entry_id), 201
 
-    @bp.get("/review/exams/<int:exam_id>/students/<student_number>/timeline.json")
-    @login_required
-    def review_timeline(exam_id: int, student_number: str) -> ResponseReturnValue:
-        reviewable(exam_id)
-        found = student_of(exam_id, student_number)
-        sessions = [s["id"] for s in found["sessions"]]
-        wanted = request.args.get("session", type=int) or (sessions[-1] if sessions else None)
-        if wanted is None or wanted not in sessions:
-            abort(404, "no session of this student")
-        me = user().id
-        detail = {"student_number": student_number, "view": "timeline"}
-        audit.record(get_db(), me, "capture_view", exam_id, wanted, detail)
-        return jsonify(timeline_json(timeline(get_db(), wanted), me))
 
-    @bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings")
-    @login_required
-    def review_record(exam_id: int, session_id: int) -> ResponseReturnValue:
-        reviewable(exam_id)
-        session_in(exam_id, session_id)
-        body = _body()
-        start = _moment(body.get("start"), "start")
-        if start is None:
-            abort(400, "a finding needs the moment it is about (start)")
-        try:
-            finding_id = findings.record(
-                get_db(),
-                session_id=session_id,
-                author_id=user().id,
-                verdict=str(body.get("kind", "")),
-                span_start=start,
-                span_end=_moment(body.get("end"), "end"),
-                text=str(body.get("text", "")),
-                observation_id=body.get("observation_id")
-                if isinstance(body.get("observation_id"), int)
-                else None,
-                supersedes=body.get("supersedes") if isinstance(body.get("supersedes"), int) else None,
-                now=utc_now(),
-            )
-        except findings.FindingRefused as exc:
-            return _refused(exc)
-        return jsonify(ok=True, id=finding_id), 201
+@bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings/<int:finding_id>/confirm")
+@login_required
+def review_confirm(exam_id: int, session_id: int, finding_id: int) -> ResponseReturnValue:
+    return _finding_action(exam_id, session_id, finding_id, findings.confirm)
 
-    def _finding_action(exam_id: int, session_id: int, finding_id: int, action: Any) -> ResponseReturnValue:
-        reviewable(exam_id)
-        session_in(exam_id, session_id)
-        if finding_id not in {entry.id for entry in findings.entries(get_db(), session_id)}:
-            abort(404)
-        text = str(_body().get("text", ""))[: findings.TEXT_MAX_CHARS]
-        try:
-            entry_id = action(get_db(), finding_id, user().id, utc_now(), text)
-        except findings.FindingRefused as exc:
-            return _refused(exc)
-        return jsonify(ok=True, id=entry_id), 201
 
-    @bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings/<int:finding_id>/confirm")
-    @login_required
-    def review_confirm(exam_id: int, session_id: int, finding_id: int) -> ResponseReturnValue:
-        return _finding_action(exam_id, session_id, finding_id, findings.confirm)
-
-    @bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings/<int:finding_id>/withdraw")
-    @login_required
-    def review_withdraw(exam_id: int, session_id: int, finding_id: int) -> ResponseReturnValue:
-        return _finding_action(exam_id, session_id, finding_id, findings.withdraw)
+@bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings/<int:finding_id>/withdraw")
+@login_required
+def review_withdraw(exam_id: int, session_id: int, finding_id: int) -> ResponseReturnValue:
+    return _finding_action(exam_id, session_id, finding_id, findings.withdraw)

@@ -129,7 +129,8 @@ def watchable_exams(db: sqlite_utils.Database, user_id: int) -> list[dict[str, A
 
 
 def may_watch(db: sqlite_utils.Database, user_id: int, exam_id: int) -> bool:
-    """Called before every dashboard page, JSON view, capture fetch and Socket.IO room join."""
+    """Whether the user is assigned to the exam, or its hall, as invigilator or organiser: the check before
+    every live-view page, JSON view, capture fetch and Socket.IO room join."""
     row = db.execute(
         "SELECT 1 FROM exam e JOIN assignment a "
         "ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "

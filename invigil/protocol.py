@@ -28,7 +28,6 @@ ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 ID_RE = re.compile(ID_PATTERN)
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
-IMAGE_FORMATS = ("png", "jpeg", "webp")
 IMAGE_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 #: Why a capture was taken.
@@ -54,7 +53,8 @@ PROCESS_CATEGORIES = ("remote_access", "screen_sharing", "virtual_machine", "vpn
 SITE_DECISIONS = ("allowed", "blocked")
 SITE_SOURCES = ("proxy", "sentinel", "dns")
 
-#: Observations the rules raise. They are signals for people, never verdicts.
+#: Observations the rules raise. They are signals for people, never verdicts. Staff read each under its
+#: label in ``dashboard.labels`` (a test fails when one has none).
 OBSERVATION_KINDS = (
     "blocked_site",
     "bypass_site",

@@ -33,9 +33,6 @@ from netpolicy.policy import Decision, Policy, PolicyError
 
 log = logging.getLogger("invigil.proxy")
 
-#: metadata key on a client connection the addon refused: its server side must never be opened.
-_REFUSED = "invigil_refused"
-
 
 def _mode_name(client: Any) -> str:
     mode = getattr(client, "proxy_mode", None)
@@ -54,7 +51,7 @@ class InvigilPolicy:
     # ------------------------------------------------------------------------------------------ options
 
     def load(self, loader: Any) -> None:
-        """Called by mitmproxy once, when the script is loaded: declare the options."""
+        """Once, when mitmproxy loads the script: declare the options."""
         loader.add_option("invigil_policy_file", str, "", "The exam's network policy file (docs/policy.md).")
         loader.add_option(
             "invigil_policy_poll_ms", int, 2000, "How often to check the policy file for changes."
@@ -77,7 +74,7 @@ class InvigilPolicy:
         loader.add_option("invigil_retry_max_s", int, 10, "Longest wait between retries to the server.")
 
     def configure(self, updated: set[str]) -> None:
-        """Called by mitmproxy at start and on every option change: validate, rebuild what changed."""
+        """At start and on every option change: validate, rebuild what changed."""
         options = ctx.options
         if "invigil_policy_file" in updated:
             if not options.invigil_policy_file:
@@ -121,12 +118,12 @@ class InvigilPolicy:
                 ).start()
 
     def running(self) -> None:
-        """Called by mitmproxy when the proxy is up: start watching the policy file."""
+        """When the proxy is up: start watching the policy file."""
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_policy())
 
     def done(self) -> None:
-        """Called by mitmproxy at shutdown: stop watching, deliver what is queued (bounded)."""
+        """At shutdown: stop watching, deliver what is queued (bounded)."""
         if self._watcher is not None:
             self._watcher.cancel()
         if self.sender is not None:
@@ -172,7 +169,7 @@ class InvigilPolicy:
     # ------------------------------------------------------------------------------------------- hooks
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        """Called by mitmproxy on an explicit-proxy CONNECT: decide on the CONNECT host.
+        """On an explicit-proxy CONNECT: decide on the CONNECT host.
 
         Blocked hosts get 403 unless we intercept, in which case the tunnel is opened (no upstream
         connection: ``connection_strategy=lazy``) so each request gets the HTML block page."""
@@ -189,7 +186,7 @@ class InvigilPolicy:
             )
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        """Called by mitmproxy when a client's TLS ClientHello has arrived, before any upstream TLS.
+        """When a client's TLS ClientHello has arrived, before any upstream TLS.
 
         The SNI name must be allowed and (regular mode) be the CONNECT host. Without interception an
         allowed connection is passed through untouched; a refused one is closed (see ``server_connect``).
@@ -218,17 +215,17 @@ class InvigilPolicy:
         data.ignore_connection = True
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Called by mitmproxy before it opens any upstream connection: veto refused clients."""
+        """Before mitmproxy opens any upstream connection: veto refused clients."""
         if data.client.id in self.refused:
             data.server.error = "refused by the exam's network policy"
 
     def client_disconnected(self, client: Any) -> None:
-        """Called by mitmproxy when a client connection closes: forget it."""
+        """When a client connection closes: forget it."""
         self.refused.discard(client.id)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Called by mitmproxy for each HTTP request (plain HTTP; HTTPS only when intercepting), before
-        the body is read: decide the URL, answer a blocked one with the block page."""
+        """For each HTTP request (plain HTTP; HTTPS only when intercepting), before the body is read:
+        decide the URL, answer a blocked one with the block page."""
         if flow.response or flow.error or not flow.live:
             return
         request = flow.request
@@ -247,7 +244,7 @@ class InvigilPolicy:
             )
 
     def udp_start(self, flow: udp.UDPFlow) -> None:
-        """Called by mitmproxy for a new UDP flow (QUIC/HTTP3 would be one): never proxied."""
+        """For a new UDP flow (QUIC/HTTP3 would be one): never proxied."""
         host = flow.server_conn.address[0] if flow.server_conn.address else ""
         self.report(flow.client_conn, host, Decision(False, "UDP/QUIC is not allowed through the proxy"))
         flow.kill()

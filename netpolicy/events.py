@@ -1,10 +1,10 @@
 """Site events from the proxy to the hall server: a bounded queue and a sender thread (stdlib only).
 
-The mitmproxy addon (``netpolicy/addon.py``) calls ``SiteEventSender.add`` for every decision; a daemon
-thread batches them to ``POST /api/v1/site-events``. While the server is away the events wait in memory,
-bounded: when the queue is full the oldest are dropped and counted, and the count is logged. A batch the
-server refuses (4xx: it will never accept it) is dropped and logged rather than retried forever; network
-errors and 5xx answers are retried with exponential backoff. ``make_site_event`` and ``batches`` are pure.
+Every decision of the proxy is queued (``SiteEventSender.add``); a daemon thread batches them to
+``POST /api/v1/site-events``. While the server is away the events wait in memory, bounded: when the queue is
+full the oldest are dropped and counted, and the count is logged. A batch the server refuses (4xx: it will
+never accept it) is dropped and logged rather than retried forever; network errors and 5xx answers are
+retried with exponential backoff. ``make_site_event`` and ``batches`` are pure.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def make_site_event(
 ) -> SiteEvent:
     """Build one wire-valid site event (fresh uuid4 id, fields trimmed to the contract's limits).
 
-    Called by the addon for each decision. Raises ``ValueError`` if ``client_ip`` is no IP address."""
+    Raises ``ValueError`` if ``client_ip`` is no IP address."""
     return SiteEvent(
         id=uuid.uuid4().hex,
         time=at or utc_now(),
@@ -149,7 +149,7 @@ class SiteEventSender:
         return self
 
     def add(self, event: SiteEvent) -> None:
-        """Queue one event; never blocks. Called from mitmproxy's event loop for every decision."""
+        """Queue one event; never blocks, since it runs in mitmproxy's event loop for every decision."""
         with self._lock:
             if len(self.queue) == self.queue.maxlen:
                 self.dropped += 1  # deque(maxlen) drops the oldest on append

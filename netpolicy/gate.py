@@ -27,7 +27,7 @@ def canonical_or_raw(host: str) -> str:
 def decide_tls(
     policy: Policy, sni: str | None, connect_host: str | None, destination_ip: str | None
 ) -> tuple[str, Decision]:
-    """Decide a TLS ClientHello; returns (host to log, decision). Called by the addon's ``tls_clienthello``.
+    """Decide a TLS ClientHello, before any upstream TLS; returns (host to log, decision).
 
     Regular mode passes ``connect_host`` (already allowed by ``http_connect``): the SNI name must be the
     same host, or a CONNECT to an allowed host could carry a TLS session for a blocked one (domain
@@ -63,7 +63,7 @@ def host_of_header(host_header: str) -> str:
 def decide_request(
     policy: Policy, url: str, target_host: str, host_header: str | None
 ) -> tuple[str, Decision]:
-    """Decide one HTTP request; returns (host to log, decision). Called by the addon's ``requestheaders``.
+    """Decide one HTTP request before its body is read; returns (host to log, decision).
 
     ``url`` is the URL the proxy will fetch, ``target_host`` the host it will connect to, ``host_header``
     the Host header or ``:authority`` the server will read. A Host header naming another site than the

@@ -30,10 +30,10 @@ _HEX_PART_RE = re.compile(r"^0[xX][0-9a-fA-F]*$")
 def normalize_host(host: str) -> str:
     """Return the canonical form of ``host``: a lower-case ASCII name, a dotted IPv4 or a compressed IPv6.
 
-    Called by ``netpolicy.policy`` for rule hosts and for every host it decides (the mitmproxy addon in
-    ``netpolicy/addon.py`` and the sentinel pass CONNECT targets, SNI names and DNS queries through it).
-    IPv6 comes back without brackets or zone id; IPv4-mapped IPv6 comes back as IPv4. Raises ``ValueError``
-    naming the problem for anything that is not a usable host; the result is a fixed point.
+    Rule hosts and every host decided (CONNECT targets, SNI names, DNS queries) go through it, so that both
+    sides of a match are in the same form. IPv6 comes back without brackets or zone id; IPv4-mapped IPv6 comes
+    back as IPv4. Raises ``ValueError`` naming the problem for anything that is not a usable host; the result
+    is a fixed point.
     """
     if not isinstance(host, str):
         raise ValueError("host must be text")
@@ -58,7 +58,7 @@ def normalize_host(host: str) -> str:
 
 
 def is_ip(host: str) -> bool:
-    """Whether a host already returned by ``normalize_host`` is an IP literal (used by the policy matcher)."""
+    """Whether a host already returned by ``normalize_host`` is an IP literal."""
     return ":" in host or _ends_in_number(host.rsplit(".", 1)[-1])
 
 

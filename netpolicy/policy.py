@@ -9,8 +9,8 @@ Organisers write one rule per line (see docs/policy.md)::
     block *.chatgpt.com                # block wins over any allow
 
 Anything no rule allows is denied. ``parse_policy`` reports every bad line with its number at once.
-The mitmproxy addon (``netpolicy/addon.py``) calls ``Policy.decide_host`` on CONNECT/SNI and
-``Policy.decide_url`` on intercepted requests; the sentinel calls ``decide_host`` on DNS and SNI names.
+``Policy.decide_host`` decides a bare host (CONNECT target, SNI or DNS name), ``Policy.decide_url`` the URL
+of an intercepted request.
 """
 
 from __future__ import annotations
@@ -118,9 +118,8 @@ class Policy:
     def decide_host(self, host: str, port: int | None = None) -> Decision:
         """Decide a bare host (CONNECT target, TLS SNI, DNS name) before any URL is known.
 
-        Called by the mitmproxy addon on CONNECT/ClientHello and by the sentinel. A host-level block wins;
-        then a host-level allow; then a URL-level allow for this host allows the host with
-        ``url_rules_apply`` set. Otherwise denied. Never raises.
+        A host-level block wins; then a host-level allow; then a URL-level allow for this host allows the host
+        with ``url_rules_apply`` set. Otherwise denied. Never raises.
         """
         try:
             canonical = normalize_host(host)
@@ -142,7 +141,7 @@ class Policy:
         return _denied(f"no rule allows {canonical} (default deny)")
 
     def decide_url(self, url: str) -> Decision:
-        """Decide a full ``http(s)``/``ws(s)`` URL. Called by the mitmproxy addon per intercepted request.
+        """Decide a full ``http(s)``/``ws(s)`` URL, as the proxy sees it on an intercepted request.
 
         The path is judged in every way a server might read it (raw, percent-decoded once or twice, ``//``
         kept or merged, ``;params`` kept or dropped): a block matching any reading blocks, and an allow
@@ -181,8 +180,11 @@ class Policy:
 
 
 def parse_policy(text: str) -> Policy:
-    """Parse a policy text. Raises ``PolicyError`` listing every bad line; called by the provisioning CLI
-    when an organiser sets an exam's policy and by the addon and sentinel when they load it."""
+    """Parse a policy text. Raises ``PolicyError`` listing every bad line with its number.
+
+    The same errors wherever a policy is read: an organiser setting an exam's policy sees what the proxy
+    and the sentinel would refuse.
+    """
     rules: list[Rule] = []
     errors: list[tuple[int, str]] = []
     seen: dict[tuple[object, ...], int] = {}
@@ -289,7 +291,7 @@ def _parse_rule_path(path: str) -> str | None:
 def split_url(url: str) -> tuple[str, str]:
     """Split an absolute URL into (canonical host, raw path), as a browser would read it (WHATWG-like):
     tabs and newlines are dropped, backslashes count as slashes, ``user:pass@`` is discarded (the host is
-    after the last ``@``), and the port is checked. Raises ``ValueError``. Used by ``decide_url``."""
+    after the last ``@``), and the port is checked. Raises ``ValueError``."""
     if not isinstance(url, str):
         raise ValueError("URL must be text")
     text = re.sub(r"[\t\n\r]", "", url).strip(_C0_AND_SPACE)

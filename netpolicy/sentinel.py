@@ -150,7 +150,7 @@ def client_hello_sni(data: bytes) -> tuple[bool, str | None, bool]:
 
 
 def classify(facts: Facts, policy: Policy, settings: Settings) -> Report | None:
-    """Whether (and why) one packet's facts are worth a site event. Pure; called by ``Sentinel.handle``."""
+    """Whether (and why) one packet's facts are worth a site event. Pure."""
     if facts.client_ip in settings.appliance:
         return None  # the appliance's own traffic (the proxy's upstream connections, its resolver)
     if facts.dst_ip in settings.appliance and facts.kind != "dns":
@@ -265,7 +265,7 @@ class Sentinel:
         self.malformed = 0
 
     def handle(self, packet: Any) -> None:
-        """Called by scapy's ``sniff`` for every packet the BPF filter passed (or read from a pcap)."""
+        """Take one packet the BPF filter passed (or read from a pcap); runs in scapy's sniffing loop."""
         self.packets += 1
         try:
             facts = packet_facts(packet)

@@ -1,1 +1,1 @@
-"""The organiser's CLI: halls, exams, rosters, policies, users, certificates, join codes (issue 7)."""
+"""The organiser's CLI: halls, exams, rosters, policies, users, certificates, join codes."""

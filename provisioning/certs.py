@@ -1,6 +1,6 @@
 """The hall's certificates: a hall CA (shipped to agents in their bundle) and a server certificate for the
-hall's names and addresses, signed by it. Called by the provisioning CLI and by tests; agents verify the
-server against the hall CA with their own code (``agent.transport.tls_context``)."""
+hall's names and addresses, signed by it. Agents verify the server against the hall CA with their own
+code (``agent.transport.tls_context``)."""
 
 from __future__ import annotations
 

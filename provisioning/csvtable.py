@@ -1,6 +1,6 @@
 """Reading an organiser's CSV file (seat maps, rosters) into rows that remember their line numbers.
 
-Pure: called by ``provisioning.seatmap`` and ``provisioning.roster`` with the file's text.
+Pure: it takes the file's text, not a path.
 """
 
 from __future__ import annotations

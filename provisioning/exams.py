@@ -1,7 +1,5 @@
 """Exams, their staff, rosters and join codes in the store.
 
-Called by ``invigil-provision exam``, ``roster`` and ``joincode``.
-
 Everything is checked before anything is written, so a refused command leaves the store as it was.
 """
 

@@ -1,4 +1,4 @@
-"""Halls in the store: create (idempotent), update, look up, list. Called by ``invigil-provision hall``."""
+"""Halls in the store: create (idempotent), update, look up, list."""
 
 from __future__ import annotations
 
@@ -59,10 +59,6 @@ def get_hall(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
         hint = f"known halls: {', '.join(known)}" if known else "no halls yet"
         raise NotFound(f"no hall {name!r} ({hint}); create it with `invigil-provision hall create`")
     return _as_dict(row)
-
-
-def get_hall_by_id(db: sqlite_utils.Database, hall_id: int) -> dict[str, Any]:
-    return _as_dict(db.execute(f"{_SELECT} WHERE hall.id = ?", [hall_id]).fetchone())
 
 
 def list_halls(db: sqlite_utils.Database) -> list[dict[str, Any]]:

@@ -1,9 +1,9 @@
 """Render the systemd units in ``systemd/`` for an appliance's own paths and install them.
 
 The unit files in ``systemd/`` are complete for the standard layout (``/opt/invigil/venv``,
-``/opt/invigil/venv-proxy``, ``/var/lib/invigil``). ``render_unit`` rewrites those paths for another layout;
-the install step (``python -m provisioning.install``, docs/appliance.md) and ``tests/systemd`` (which
-points ExecStart= at the test's own virtualenv so ``systemd-analyze verify`` finds the binaries) both use it.
+``/opt/invigil/venv-proxy``, ``/var/lib/invigil``). ``render_unit`` rewrites those paths for another layout
+(another prefix, or a test's own virtualenv, so that ``systemd-analyze verify`` finds the binaries);
+``python -m provisioning.install`` renders and installs them (docs/appliance.md).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def render_units(target: Path, layout: Layout, units_dir: Path = UNITS_DIR) -> l
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m provisioning.install --target /etc/systemd/system``: called by the appliance install."""
+    """``python -m provisioning.install --target /etc/systemd/system``, run when installing the appliance."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--target", type=Path, default=Path("/etc/systemd/system"))
     parser.add_argument("--venv", type=Path, default=Layout.venv)

@@ -1,7 +1,7 @@
 """An exam's roster file: CSV ``student_number,name[,extra_time_min][,seat]`` into roster entries.
 
-Pure: called by ``invigil-provision roster import``, which stores the entries all or nothing with
-``hall_server.store.exams.add_roster``. Every bad line is reported at once, with its line number.
+Pure: storing the entries, all or nothing, is ``hall_server.store.exams.add_roster``'s part. Every bad
+line is reported at once, with its line number.
 """
 
 from __future__ import annotations

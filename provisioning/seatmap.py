@@ -1,7 +1,6 @@
 """A hall's seat map: CSV ``seat,row,col`` (one seat per line) into the list stored in ``hall.seat_map``.
 
-Pure: called by ``invigil-provision hall create/update``; the dashboard draws the hall from the stored list
-and ``roster import`` checks that every seat it names is on the map.
+Pure. The dashboard draws the hall from the stored list, and a roster may name only seats on the map.
 """
 
 from __future__ import annotations

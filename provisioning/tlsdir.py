@@ -1,7 +1,7 @@
 """The hall's TLS directory (``DATA_DIR/tls``): ``ca.pem``, ``ca.key``, ``server.pem``, ``server.key``.
 
-Called by ``invigil-provision certs init/show`` and ``bundle``. ``init_tls`` keeps an existing hall CA (the
-agent bundles already handed out trust it) and reissues only the server certificate when its names change.
+``init_tls`` keeps an existing hall CA (the agent bundles already handed out trust it) and reissues only
+the server certificate when its names change.
 """
 
 from __future__ import annotations

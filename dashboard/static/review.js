@@ -1,16 +1,18 @@
 // A student's timeline for reviewers: one time axis (screens, sites, device events, observations,
 // findings, gaps drawn as "no data"), a lazily loaded filmstrip, a preview, a full-size viewer with zoom
 // over all monitors, and findings. Images come by id over the audited capture routes.
-(() => {
-  "use strict";
-  const root = document.getElementById("review");
-  const examId = Number(root.dataset.exam);
-  const student = root.dataset.student;
-  const base = root.dataset.base;
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const $ = (id) => document.getElementById(id);
-  const sessionInput = $("session");
-  if (!sessionInput) { root.dataset.loaded = "1"; return; }
+import { fetchThumbnails, jsonApi } from "./fetch.js";
+
+const root = document.getElementById("review");
+const examId = Number(root.dataset.exam);
+const student = root.dataset.student;
+const base = root.dataset.base;
+const api = jsonApi(base);
+const $ = (id) => document.getElementById(id);
+const sessionInput = $("session");
+if (sessionInput) showTimeline(); else root.dataset.loaded = "1"; // a student who never enrolled has none
+
+function showTimeline() {
   const axis = $("axis"), strip = $("strip"), preview = $("preview"), events = $("events");
   const viewer = $("viewer"), viewerBody = $("viewer-body"), form = $("finding-form");
   const esc = (t) => String(t == null ? "" : t).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
@@ -32,17 +34,6 @@
   let startPinned = false;  // "[" fixed the finding's start: moving on no longer changes it
   const stripItems = [];
 
-  async function api(path, options = {}) {
-    const init = { credentials: "same-origin", headers: { Accept: "application/json" }, ...options };
-    if (init.method && init.method !== "GET") {
-      init.headers = { ...init.headers, "X-CSRFToken": csrf, "Content-Type": "application/json" };
-    }
-    const response = await fetch(base + path, init);
-    if (response.status === 401) { location.href = base + "/login?next=" + encodeURIComponent(location.pathname); }
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) { throw new Error((body.error && body.error.message) || response.statusText); }
-    return body;
-  }
   function say(text, bad = false) {
     const notice = $("notice");
     notice.hidden = !text; notice.textContent = text || ""; notice.classList.toggle("bad", bad);
@@ -166,17 +157,16 @@
     try {
       while (wanted.size) {
         const batch = [...wanted.keys()].slice(0, 32);
-        const query = batch.map((c) => "c=" + encodeURIComponent(c)).join("&");
-        const response = await fetch(`${base}/exams/${examId}/thumbs?${query}`, { credentials: "same-origin" });
-        if (!response.ok) { say(`Thumbnails refused (${response.status})`, true); batch.forEach((c) => wanted.delete(c)); continue; }
-        const buffer = await response.arrayBuffer();
-        const length = Number(new TextDecoder().decode(buffer.slice(0, 8)));
-        const index = JSON.parse(new TextDecoder().decode(buffer.slice(8, 8 + length)));
-        let offset = 8 + length;
-        for (const [id, type, size] of index) {
+        let images;
+        try {
+          images = await fetchThumbnails(base, examId, batch);
+        } catch (error) {
+          if (error.status == null) throw error;
+          say(`Thumbnails refused (${error.status})`, true); batch.forEach((c) => wanted.delete(c)); continue;
+        }
+        for (const [id, blob] of images) {
           const img = wanted.get(id);
-          if (img) img.src = URL.createObjectURL(new Blob([buffer.slice(offset, offset + size)], { type }));
-          offset += size;
+          if (img) img.src = URL.createObjectURL(blob);
         }
         batch.forEach((c) => wanted.delete(c));
       }
@@ -463,4 +453,4 @@
   const hashT = /^#t=(.+)$/.exec(decodeURIComponent(location.hash));
   load(wantedSession && [...(sessionInput.options || [])].some((o) => o.value === wantedSession) ? wantedSession : sessionInput.value,
     hashT ? ms(hashT[1]) : null);
-})();
+}

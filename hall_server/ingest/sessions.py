@@ -21,6 +21,7 @@ from hall_server.ingest import rules
 from hall_server.live import bus
 from hall_server.store.db import write_transaction
 from invigil.payloads import Enrolment, Heartbeat
+from invigil.protocol import OBSERVATION_KINDS
 from invigil.timeutil import from_wire, to_wire
 
 
@@ -79,7 +80,10 @@ def add_observation(
     detail: dict[str, Any],
 ) -> int:
     """Insert one observation; call inside the write transaction that stores its cause. Returns its id:
-    pass it to ``bus.observation`` once the transaction committed."""
+    pass it to ``bus.observation`` once the transaction committed. ``kind`` is one of the wire contract's
+    ``OBSERVATION_KINDS`` (the dashboard labels exactly those)."""
+    if kind not in OBSERVATION_KINDS:
+        raise ValueError(f"{kind!r} is not an observation kind of invigil.protocol")
     cursor = db.execute(
         "INSERT INTO observation (exam_id, session_id, kind, at, detail) VALUES (?,?,?,?,?)",
         [exam_id, session_id, kind, to_wire(at), json.dumps(detail)],

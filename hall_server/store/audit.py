@@ -11,14 +11,17 @@ from __future__ import annotations
 import getpass
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import sqlite_utils
 
 from hall_server.store.db import write_transaction
 from invigil.timeutil import to_wire, utc_now
+
+P = ParamSpec("P")
 
 #: Actions this package writes; the dashboard writes its own (login, seat views, …) into the same table.
 ACTIONS = (
@@ -59,18 +62,19 @@ def insert(
     return int(cursor.lastrowid or 0)
 
 
-def record(
-    db: sqlite_utils.Database,
-    user_id: int | None,
-    action: str,
-    exam_id: int | None = None,
-    session_id: int | None = None,
-    detail: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> int:
-    """Write one audit row in its own transaction; returns its id."""
-    with write_transaction(db):
-        return insert(db, user_id, action, exam_id, session_id, detail, at)
+def _in_own_transaction(
+    write: Callable[Concatenate[sqlite_utils.Database, P], int],
+) -> Callable[Concatenate[sqlite_utils.Database, P], int]:
+    def written(db: sqlite_utils.Database, *args: P.args, **kwargs: P.kwargs) -> int:
+        """One audit row (the arguments of :func:`insert`) in a write transaction of its own, for a row
+        that records no other write; returns its id."""
+        with write_transaction(db):
+            return write(db, *args, **kwargs)
+
+    return written
+
+
+record = _in_own_transaction(insert)
 
 
 @dataclass

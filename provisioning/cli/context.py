@@ -37,7 +37,7 @@ class CommandFailed(click.ClickException):
 
 
 def render_failure(exc: Exception, as_json: bool) -> NoReturn:
-    """The one place where domain errors become CLI errors; called by the root group's ``invoke``."""
+    """The one place where domain errors become CLI errors, for every command."""
     if isinstance(exc, LineErrors):
         raise CommandFailed(str(exc), exc.code, exc.errors, as_json) from exc
     if isinstance(exc, ProvisioningError):

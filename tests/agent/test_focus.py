@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from agent.focus import FocusUnavailable, no_focus, system_probe
-from agent.focus_x11 import X11Focus
+from agent.focus.x11 import X11Focus
 
 from agent_xvfb import xvfb
 

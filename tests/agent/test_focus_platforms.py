@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-import agent.focus_macos as focus_macos
-import agent.focus_windows as focus_windows
+import agent.focus.macos as focus_macos
+import agent.focus.windows as focus_windows
 from agent.focus import MAX_READ_CHARS, no_focus, system_probe
-from agent.focus_macos import MacCalls, MacFocus, WindowInfo
-from agent.focus_windows import WindowsCalls, WindowsFocus, psutil_process_name
-from agent.focus_x11 import X11Focus
+from agent.focus.macos import MacCalls, MacFocus, WindowInfo
+from agent.focus.windows import WindowsCalls, WindowsFocus, psutil_process_name
+from agent.focus.x11 import X11Focus
 
 from agent_xvfb import xvfb
 

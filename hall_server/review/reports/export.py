@@ -26,6 +26,7 @@ from hall_server.review import findings
 from hall_server.review.reports import data, pdf, render
 from hall_server.review.reports.timeline import timeline
 from hall_server.store import audit, chain, db
+from hall_server.store.exams import ExamFacts
 from hall_server.store.screens import Screens, as_png
 from invigil.timeutil import to_wire, utc_now
 
@@ -68,6 +69,17 @@ def write_report(
         {**_actor_detail(actor), "student_number": student_number, "format": fmt, "file": out.name},
     )
     return report
+
+
+def _exam_json(exam: ExamFacts) -> dict[str, Any]:
+    """The exam as an export's manifest names it."""
+    return {
+        "id": exam.id,
+        "title": exam.title,
+        "hall": exam.hall,
+        "starts_at": to_wire(exam.starts_at),
+        "ends_at": to_wire(exam.ends_at),
+    }
 
 
 def _actor_detail(actor: str) -> dict[str, str]:
@@ -178,13 +190,7 @@ def export_exam(
     }
     manifest: dict[str, Any] = {
         "format": "invigil-exam-export-1",
-        "exam": {
-            "id": exam_id,
-            "title": exam.title,
-            "hall": exam.hall,
-            "starts_at": to_wire(exam.starts_at),
-            "ends_at": to_wire(exam.ends_at),
-        },
+        "exam": _exam_json(exam),
         "generated_at": to_wire(utc_now()),
         "generated_by": actor,
         "students": {number: {"enrolled": False} for number in roster if number not in enrolled},
@@ -242,14 +248,7 @@ def export_student_data(
     student = data.report_student(store, exam_id, student_number)
     content: dict[str, Any] = {
         "format": "invigil-subject-access-1",
-        "exam": {
-            "id": exam_id,
-            "title": exam.title,
-            "hall": exam.hall,
-            "starts_at": to_wire(exam.starts_at),
-            "ends_at": to_wire(exam.ends_at),
-            "retention_days": exam.retention_days,
-        },
+        "exam": {**_exam_json(exam), "retention_days": exam.retention_days},
         "student": student,
         "generated_at": to_wire(utc_now()),
         "sessions": [],

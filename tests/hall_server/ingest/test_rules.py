@@ -7,7 +7,11 @@ from datetime import timedelta
 import pytest
 
 from hall_server.ingest import health, rules
+from hall_server.ingest.sessions import add_observation
+from hall_server.store import db
+from hall_server.store.db import write_transaction
 from invigil.payloads import DeviceEvent, SiteEvent
+from invigil.protocol import OBSERVATION_KINDS
 from invigil.timeutil import utc_now
 
 NOW = utc_now()
@@ -64,3 +68,16 @@ def test_clock_skew_bound():
 )
 def test_health_falls_with_load_and_low_disk(inflight, free, expected):
     assert health.health(inflight, 200, free) == expected
+
+
+def test_an_observation_outside_the_wire_contract_is_refused(exam):
+    """Every kind stored is one the dashboard labels (``invigil.protocol.OBSERVATION_KINDS``)."""
+    store = db.connect(exam.data_dir)
+    try:
+        with write_transaction(store):
+            assert add_observation(store, exam.exam_id, None, OBSERVATION_KINDS[0], NOW, {}) > 0
+        with pytest.raises(ValueError, match="not an observation kind"), write_transaction(store):
+            add_observation(store, exam.exam_id, None, "suspicious", NOW, {})
+        assert store.execute("SELECT kind FROM observation").fetchall() == [(OBSERVATION_KINDS[0],)]
+    finally:
+        store.close()

@@ -1,4 +1,4 @@
-"""The focused window on X11, read through libX11 (ctypes); :func:`agent.focus.system_probe` builds it.
+"""The focused window on X11, read through libX11 (ctypes).
 
 The window manager names the focused window in the root window's ``_NET_ACTIVE_WINDOW`` (EWMH). Without a
 window manager (Xvfb in tests, some kiosk set-ups) that property is missing, so the probe falls back to
@@ -7,8 +7,8 @@ inner window, the name sits on the top-level one). The title is ``_NET_WM_NAME``
 ``WM_NAME``; the application is the class part of ``WM_CLASS``.
 
 X errors (a window closed between two calls) would by default end the process, so each query installs a
-quiet error handler and restores the previous one afterwards; the runtime calls the probe on the capture
-thread so it never races mss's own handler.
+quiet error handler and restores the previous one afterwards; the probe runs on the capture thread so it
+never races mss's own handler.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-from agent.focus import Focus, FocusUnavailable
+from agent.focus.base import Focus, FocusUnavailable
 
 _ANY_PROPERTY_TYPE = 0
 _POINTER_ROOT = 1

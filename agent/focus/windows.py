@@ -11,7 +11,7 @@ import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.focus import MAX_READ_CHARS, Focus, FocusUnavailable, GuardedProbe, clean_name
+from agent.focus.base import MAX_READ_CHARS, Focus, FocusUnavailable, GuardedProbe, clean_name
 
 
 def app_from_process_name(name: str | None) -> str | None:
@@ -64,7 +64,7 @@ class WindowsFocus(GuardedProbe):
 
 
 def load_windows_calls() -> WindowsCalls:
-    """user32 through ctypes; raises :class:`FocusUnavailable` off Windows. Called by ``system_probe``."""
+    """user32 through ctypes; raises :class:`FocusUnavailable` off Windows."""
     try:
         return _windows_calls()
     except (AttributeError, OSError, ValueError) as exc:  # no WinDLL, no user32, a missing function

@@ -19,7 +19,7 @@ import ctypes.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.focus import Focus, FocusUnavailable, GuardedProbe, clean_name
+from agent.focus.base import Focus, FocusUnavailable, GuardedProbe, clean_name
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _library(name: str) -> ctypes.CDLL:
 
 
 def load_macos_calls() -> MacCalls:
-    """libobjc, AppKit, CoreGraphics and CoreFoundation through ctypes; called by ``system_probe``.
+    """libobjc, AppKit, CoreGraphics and CoreFoundation through ctypes.
 
     Raises :class:`FocusUnavailable` off macOS (the frameworks are not found). ``objc_msgSend`` has no
     prototype of its own and must be called as the exact signature of each method; on arm64 a guessed one
