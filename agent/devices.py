@@ -165,15 +165,22 @@ class DeviceChecker:
     _interfaces: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _processes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def check_monitors(self, now: datetime) -> list[DeviceEvent]:
+        """The monitor check alone: a ``monitors`` event when the layout changed since it was last reported.
+        Run before every capture, so the server knows a new layout before it receives its screens (it
+        refuses a screen of a size no reported monitor has)."""
+        if self.list_monitors is None:
+            return []
+        layout = monitor_layout(self.list_monitors())
+        if layout == self._layout:
+            return []
+        self._layout = layout
+        detail = {"count": len(layout), "geometry": [list(g) for g in layout]}
+        return [DeviceEvent(self.new_id(), "monitors", now, detail)]
+
     def check(self, now: datetime) -> list[DeviceEvent]:
         """Run every check once and return the events of what changed since the last run."""
-        events: list[DeviceEvent] = []
-        if self.list_monitors is not None:
-            layout = monitor_layout(self.list_monitors())
-            if layout != self._layout:
-                detail = {"count": len(layout), "geometry": [list(g) for g in layout]}
-                events.append(DeviceEvent(self.new_id(), "monitors", now, detail))
-                self._layout = layout
+        events = self.check_monitors(now)
         matched = match_interfaces(self.list_interfaces())
         events += self._diff("network_interface", self._interfaces, matched, now)
         self._interfaces = matched

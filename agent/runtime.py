@@ -216,6 +216,7 @@ class AgentRuntime:
                 if due:
                     self._capture_now.clear()
                     try:
+                        self._check_monitors()
                         loop.tick(due, focus[0], focus[1])
                         self.last_capture_at = self.clock()
                         captured_focus = focus
@@ -254,10 +255,16 @@ class AgentRuntime:
             return (None, None)
 
     def _check_devices(self) -> None:
-        if self.devices is None:
-            return
+        if self.devices is not None:
+            self._spool_events(self.devices.check)
+
+    def _check_monitors(self) -> None:
+        if self.devices is not None:
+            self._spool_events(self.devices.check_monitors)
+
+    def _spool_events(self, check: Callable[[datetime], list[DeviceEvent]]) -> None:
         try:
-            for event in self.devices.check(self.clock()):
+            for event in check(self.clock()):
                 self.spool.append({"kind": EVENT_KIND, "event": event.as_wire()})
         except SpoolClosed:
             raise

@@ -335,6 +335,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.layout == "redis":
             redis_port = free_port()
+            redis_password = secrets.token_urlsafe(24)  # never an open Redis, even for a benchmark
             redis = subprocess.Popen(
                 [
                     "redis-server",
@@ -342,6 +343,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     str(redis_port),
                     "--bind",
                     "127.0.0.1",
+                    "--requirepass",
+                    redis_password,
                     "--save",
                     "",
                     "--appendonly",
@@ -351,7 +354,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ],
                 stdout=subprocess.DEVNULL,
             )
-            queue = ["--message-queue", f"redis://127.0.0.1:{redis_port}/0"]
+            queue = ["--message-queue", f"redis://:{redis_password}@127.0.0.1:{redis_port}/0"]
             threads = ["--threads", str(args.server_threads)]
             ingest = Server(
                 data_dir, ["--role", "ingest", "--workers", "2", *threads, *queue], workdir / "ingest.log"

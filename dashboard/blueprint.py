@@ -42,8 +42,11 @@ def _error(exc: HTTPException) -> Any:
     return render_template("error.html", status=status, message=message), status
 
 
-@bp.after_request
+@bp.after_app_request
 def _headers(response: Any) -> Any:
+    # App-wide, not per route: an unknown address under /dashboard (a 404 no view answers) gets them too.
+    if not request.path.startswith("/dashboard"):
+        return response
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -65,26 +65,39 @@ def _wire(value: datetime | None) -> str | None:
 
 
 def finding_json(finding: findings.Finding, me: int) -> dict[str, Any]:
-    """A finding as the timeline page shows it: who, when, status, and what this user may do with it."""
-    current = finding.current
+    """A finding as the timeline page shows it: who, when, status, a proposal to change it that waits for
+    a second person, and what this user may do with either."""
+    current, pending = finding.current, finding.pending
     confirmers = {entry.author_id for entry in finding.confirmations}
+    shown = findings.as_json(finding)
+    if pending is not None:
+        shown["pending"] = {
+            **shown["pending"],
+            "label": findings.PROPOSAL_TEXT[pending.kind],
+            "mine": pending.author_id == me,
+            "may_confirm": pending.author_id != me,
+        }
     return {
-        **findings.as_json(finding),
-        "mine": current.author_id == me,
+        **shown,
+        "mine": current.author_id == me and pending is None,
         "may_confirm": current.kind == "suspected_irregularity"
         and current.author_id != me
-        and me not in confirmers,
+        and me not in confirmers
+        and pending is None,
+        "may_propose_clearing": finding.counts
+        and current.kind == "suspected_irregularity"
+        and pending is None,
         "label": _status_label(finding),
     }
 
 
 def _status_label(finding: findings.Finding) -> str:
     kind = finding.current.kind
+    others = [e.author for e in finding.confirmations if e.author_id != finding.current.author_id]
     if kind == "no_irregularity":
-        return "no irregularity"
+        return f"no irregularity (confirmed by {', '.join(others)})" if others else "no irregularity"
     if kind == findings.NOTE:
         return "note"
-    others = [e.author for e in finding.confirmations if e.author_id != finding.current.author_id]
     return f"suspected (confirmed by {', '.join(others)})" if others else "suspected (unconfirmed)"
 
 
@@ -176,6 +189,16 @@ def _moment(value: Any, name: str) -> datetime | None:
         abort(400, f"{name} is not a time")
 
 
+def _entry_id(body: dict[str, Any], name: str) -> int | None:
+    """An optional entry or observation id of the request: a whole number or absent, never guessed."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        abort(400, f"{name} is the id of an entry (a whole number), not {value!r}")
+    return value
+
+
 def _refused(exc: findings.FindingRefused) -> ResponseReturnValue:
     return jsonify(error={"code": "refused", "message": str(exc)}), 409
 
@@ -253,15 +276,13 @@ def review_record(exam_id: int, session_id: int) -> ResponseReturnValue:
             span_start=start,
             span_end=_moment(body.get("end"), "end"),
             text=str(body.get("text", "")),
-            observation_id=body.get("observation_id")
-            if isinstance(body.get("observation_id"), int)
-            else None,
-            supersedes=body.get("supersedes") if isinstance(body.get("supersedes"), int) else None,
+            observation_id=_entry_id(body, "observation_id"),
+            supersedes=_entry_id(body, "supersedes"),
             now=utc_now(),
         )
     except findings.FindingRefused as exc:
         return _refused(exc)
-    return jsonify(ok=True, id=finding_id), 201
+    return jsonify(ok=True, id=finding_id, pending=findings.is_pending(get_db(), finding_id)), 201
 
 
 def _finding_action(exam_id: int, session_id: int, finding_id: int, action: Any) -> ResponseReturnValue:
@@ -274,7 +295,7 @@ def _finding_action(exam_id: int, session_id: int, finding_id: int, action: Any)
         entry_id = action(get_db(), finding_id, logged_in_user().id, utc_now(), text)
     except findings.FindingRefused as exc:
         return _refused(exc)
-    return jsonify(ok=True, id=entry_id), 201
+    return jsonify(ok=True, id=entry_id, pending=findings.is_pending(get_db(), entry_id)), 201
 
 
 @bp.post("/review/exams/<int:exam_id>/sessions/<int:session_id>/findings/<int:finding_id>/confirm")

@@ -153,7 +153,7 @@ def end(exam_id: int) -> ResponseReturnValue:
 
 
 def _capture_image(session_id: int, capture_id: str, thumbnail: bool) -> Response:
-    if not ID_RE.match(capture_id):
+    if not ID_RE.fullmatch(capture_id):
         abort(404)
     db = get_db()
     blob = hallview.capture_blob(db, session_id, capture_id, thumbnail)
@@ -203,7 +203,7 @@ def thumbnails(exam_id: int) -> ResponseReturnValue:
     wanted: list[tuple[int, str]] = []
     for item in request.args.getlist("c")[:THUMBS_PER_REQUEST]:
         session_text, _, capture_id = item.partition(".")
-        if session_text.isdigit() and ID_RE.match(capture_id):
+        if session_text.isdigit() and ID_RE.fullmatch(capture_id):
             wanted.append((int(session_text), capture_id))
     db, hall_state, user = get_db(), state(), logged_in_user()
     batch = current_app.extensions["invigil_dashboard"]["audit"]

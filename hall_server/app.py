@@ -21,8 +21,9 @@ from hall_server.ingest.api import bp as api_bp
 from hall_server.ingest.api import get_health
 from hall_server.live import bus
 from hall_server.settings import load_settings
-from hall_server.store import crypto, db
+from hall_server.store import crypto, db, private_files
 from hall_server.store.blobs import BlobStore
+from hall_server.store.screens import ScreensBusy
 from hall_server.web import HallState, init_app
 from invigil.protocol import API_PREFIX, ProtocolError
 
@@ -34,9 +35,8 @@ def load_service_token(settings: dict[str, Any], data_dir: Path) -> str:
     path = (
         Path(settings["service_token_file"]) if settings["service_token_file"] else data_dir / "service.token"
     )
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
+    # Whole and 0600 from the start; processes starting at once (ingest and live) agree on one token.
+    private_files.create_once(path, (secrets.token_urlsafe(32) + "\n").encode())
     return path.read_text().strip()
 
 
@@ -125,6 +125,15 @@ def _register_error_handlers(app: Flask) -> None:
         return jsonify(
             errors.Conflict(f"{exc}; nothing more can be stored for this exam", "exam_deleted").as_json()
         ), 409
+
+    @app.errorhandler(ScreensBusy)
+    def _screens_busy(exc: ScreensBusy) -> Any:
+        # Other screens are being put together (a bounded number at a time): the browser asks again.
+        busy = jsonify(errors.ServiceUnavailable(str(exc)).as_json())
+        busy.status_code = errors.ServiceUnavailable.status
+        busy.headers["Retry-After"] = str(exc.retry_after_s)
+        busy.headers["Cache-Control"] = "no-store"
+        return busy
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

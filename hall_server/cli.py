@@ -52,7 +52,7 @@ def main() -> None:
     "--message-queue",
     envvar="INVIGIL_MESSAGE_QUEUE",
     default="",
-    help="Socket.IO message queue URL, e.g. redis://127.0.0.1:6379/0 (needed by --role ingest).",
+    help="Socket.IO message queue URL, e.g. redis://:PASSWORD@127.0.0.1:6379/0 (needed by --role ingest).",
 )
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve(
@@ -72,8 +72,8 @@ def serve(
     Example: invigil-server serve --data-dir ./invigil-data --bind 127.0.0.1:8080
 
     Example (Redis layout): invigil-server serve --role ingest --workers 2 --message-queue
-    redis://127.0.0.1:6379/0 --bind 0.0.0.0:8443 ... and invigil-server serve --role live --message-queue
-    redis://127.0.0.1:6379/0 --bind 127.0.0.1:8081
+    redis://:PASSWORD@127.0.0.1:6379/0 --bind 0.0.0.0:8443 ... and invigil-server serve --role live
+    --message-queue redis://:PASSWORD@127.0.0.1:6379/0 --bind 127.0.0.1:8081
     """
     if role == "ingest" and not message_queue:
         raise click.UsageError("--role ingest needs --message-queue (the live process listens there)")

@@ -63,3 +63,8 @@ class Unprocessable(ApiError):
 class UpgradeRequired(ApiError):
     status = 426
     code = "protocol_version"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "busy"

@@ -5,14 +5,13 @@ without a restart (docs/proxy.md). The hall server owns the exams, so it writes 
 ``policy_publish_interval_s`` it works out which exams of the hall are running and, when the text changes,
 replaces ``<data_dir>/proxy/exam.policy`` atomically. With no exam running the file allows nothing.
 
-Run by a background thread in each server process, and by ``invigil-server publish-policy`` (so organisers
-can push a change at once).
+Run by a background thread in each server process, so an exam's start, end or policy change reaches the
+proxy within one interval.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import sqlite_utils
 from flask import Flask
 
+from hall_server.store import private_files
 from hall_server.store.db import connect
 from invigil.timeutil import from_wire, to_wire, utc_now
 
@@ -51,6 +51,13 @@ def running(exams: list[ExamPolicy], now: datetime, early: timedelta, late: time
     ]
 
 
+def comment_text(text: str) -> str:
+    """``text`` fit for the rest of a ``#`` comment line: every character that is not printable (line
+    breaks of any kind, other control and format characters, lone surrogates) becomes a space, so nothing
+    an organiser typed can end the comment and start a rule."""
+    return "".join(char if char.isprintable() else " " for char in text)
+
+
 def policy_text(exams: list[ExamPolicy], now: datetime) -> str:
     """The file the proxy reads. Several exams in one hall at once get the union of their rules (a laptop
     of one exam may reach the other exam's sites: docs/proxy.md says so)."""
@@ -59,7 +66,8 @@ def policy_text(exams: list[ExamPolicy], now: datetime) -> str:
         return "\n".join([*header, "# No exam is running: every site is blocked.", ""])
     parts = header
     for exam in exams:
-        parts += ["", f"# exam {exam.exam_id}: {exam.title}", exam.text.strip() or "# (no sites allowed)"]
+        title = comment_text(exam.title)
+        parts += ["", f"# exam {exam.exam_id}: {title}", exam.text.strip() or "# (no sites allowed)"]
     return "\n".join(parts) + "\n"
 
 
@@ -89,7 +97,8 @@ def max_extra_time(db: sqlite_utils.Database) -> timedelta:
 def publish(
     db: sqlite_utils.Database, data_dir: Path, enrol_early_s: int, now: datetime | None = None
 ) -> bool:
-    """Write the policy file if its rules changed; returns True when it wrote. Atomic: tmp, fsync, rename."""
+    """Write the policy file if its rules changed; returns True when it wrote. Atomic (a 0600 temporary
+    file, fsync, rename) in a 0700 folder."""
     now = now or utc_now()
     active = running(load_exams(db), now, timedelta(seconds=enrol_early_s), max_extra_time(db))
     text = policy_text(active, now)
@@ -100,13 +109,9 @@ def publish(
         old = None
     if old is not None and _rules(old) == _rules(text):
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+    # Only the service user reads it: the proxy runs as that user too (systemd/invigil-proxy.service).
+    private_files.make_dirs(path.parent)
+    private_files.write_file(path, text.encode())
     log.info("published the network policy of %d running exam(s) to %s", len(active), path)
     return True
 

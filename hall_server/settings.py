@@ -84,7 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
         "service_token_file",
         "",
         "File holding the token the proxy and sentinel present to the site-event endpoint; empty means "
-        "<data_dir>/service.token, created on first start. Loopback clients need no token.",
+        "<data_dir>/service.token, created on first start. Every caller sends it, on loopback too.",
     ),
     Setting(
         "health_busy_inflight",
@@ -106,8 +106,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "message_queue",
         "",
-        "Socket.IO message queue URL (e.g. redis://127.0.0.1:6379/0) through which ingest workers in other "
-        "processes emit live events; empty means the embedded single-process bus.",
+        "Socket.IO message queue URL (e.g. redis://:PASSWORD@127.0.0.1:6379/0, a Redis with requirepass) "
+        "through which ingest workers in other processes emit live events; empty means the embedded "
+        "single-process bus.",
     ),
     Setting(
         "live_emit_interval_s",

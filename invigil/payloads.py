@@ -78,7 +78,7 @@ def _choice(payload: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
 
 def check_id(value: Any, what: str = "id") -> str:
     """Agent-made ids are 8-64 URL-safe characters: never a path, never empty."""
-    if not isinstance(value, str) or not p.ID_RE.match(value):
+    if not isinstance(value, str) or not p.ID_RE.fullmatch(value):
         raise p.ProtocolError("bad_id", f"{what} must be 8-64 characters of A-Z a-z 0-9 _ -")
     return value
 
@@ -217,7 +217,7 @@ def parse_capture_meta(header: str | None) -> CaptureMeta:
         "the capture metadata",
     )
     sha = _str(payload, "sha256", max_len=64) or ""
-    if not p.SHA256_RE.match(sha):
+    if not p.SHA256_RE.fullmatch(sha):
         raise p.ProtocolError("bad_sha256", "field 'sha256' must be 64 lower-case hex digits")
     present = [name for name in UPDATE_FIELDS if payload.get(name) is not None]
     if present and len(present) != len(UPDATE_FIELDS):
@@ -337,6 +337,30 @@ class SiteEvent:
         return {**asdict(self), "time": to_wire(self.time)}
 
 
+_HOST_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _site_host(item: dict[str, Any]) -> str:
+    """A site event's host, lower-cased: an IP address or a host name of ASCII labels (IDN in xn-- form).
+    Whatever else a client sends never reaches the timeline, the reports or the exam's site log."""
+    host = (_str(item, "host", max_len=253) or "").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if not labels[-1].isdigit() and all(
+        0 < len(label) <= 63 and set(label) <= _HOST_LABEL_CHARS and label[0] != "-" and label[-1] != "-"
+        for label in labels
+    ):
+        return host
+    raise p.ProtocolError(
+        "bad_value",
+        "field 'host' must be an IP address or a host name (letters, digits, '-' and '_' between dots; "
+        "non-ASCII names in their xn-- form)",
+    )
+
+
 def parse_site_events(payload: Any) -> list[SiteEvent]:
     parsed = []
     for index, item in enumerate(_batch(payload, "the site-event batch")):
@@ -355,7 +379,7 @@ def parse_site_events(payload: Any) -> list[SiteEvent]:
                     id=check_id(item.get("id")),
                     time=_time(item, "time"),
                     client_ip=client_ip,
-                    host=(_str(item, "host", max_len=253) or "").lower(),
+                    host=_site_host(item),
                     decision=_choice(item, "decision", p.SITE_DECISIONS),
                     source=_choice(item, "source", p.SITE_SOURCES),
                     reason=_str(item, "reason", max_len=200, required=False) or "",

@@ -24,9 +24,13 @@ AGENT_SERVICE = "_invigil-agent._tcp.local."
 AGENT_STATES = ("waiting", "enrolled", "capturing", "leaving")
 
 #: Ids made by the agent (captures, events): URL-safe, no dots or slashes, so never a path.
-ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
-ID_RE = re.compile(ID_PATTERN)
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: ``ID_PATTERN`` is the OpenAPI document's spelling (ECMA-262, where ``$`` ends the string). In Python ``$``
+#: also matches before a final newline, so ``ID_RE`` and ``SHA256_RE`` are anchored with ``\A`` and ``\Z``;
+#: check with ``fullmatch``.
+_ID_CHARS = r"[A-Za-z0-9_-]{8,64}"
+ID_PATTERN = rf"^{_ID_CHARS}$"
+ID_RE = re.compile(rf"\A{_ID_CHARS}\Z")
+SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 
 IMAGE_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 

@@ -7,6 +7,13 @@ Without interception (the default) it decides on the CONNECT host and the TLS SN
 allowed TLS through untouched; with ``invigil_intercept`` (the hall CA is trusted on the laptops) it also
 decides every URL and answers blocked ones with an HTML page naming the exam's policy. The decisions
 themselves are pure functions in ``netpolicy.gate``.
+
+Above every policy stands the appliance rule (``netpolicy.appliance``): whatever the policy allows, no
+connection goes to loopback or to this machine's own addresses, except to the hall server's agent API. It
+is decided on the resolved addresses at the CONNECT and on each plain request (so the laptop is told why),
+and again just before every upstream connection is opened. A tunnel (TLS passed through, or raw TCP in a
+CONNECT) is then pinned to the address that was checked, so a name whose DNS answer changes in between
+cannot carry it elsewhere.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, tls, udp
 from mitmproxy.proxy import server_hooks
 
+from netpolicy.appliance import Destination, Endpoint, agent_api, choose_address, is_own_address
 from netpolicy.events import SiteEventSender, make_site_event, read_token
 from netpolicy.gate import (
     PolicyFile,
@@ -46,6 +55,8 @@ class InvigilPolicy:
         self.policy_file: PolicyFile | None = None
         self.sender: SiteEventSender | None = None
         self.refused: set[str] = set()  # client connection ids whose TLS was refused
+        self.tunnels: dict[str, str] = {}  # client connection id -> its tunnel's server connection id
+        self.agent_api: Endpoint | None = None
         self._watcher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------------------ options
@@ -67,7 +78,10 @@ class InvigilPolicy:
             "invigil_server_url", str, "", "Hall server base URL for site events ('' = log them only)."
         )
         loader.add_option(
-            "invigil_service_token_file", str, "", "File with the hall's service token (needed off loopback)."
+            "invigil_service_token_file",
+            str,
+            "",
+            "File with the hall's service token, <data_dir>/service.token (needed with invigil_server_url).",
         )
         loader.add_option("invigil_server_ca", str, "", "CA file to verify an https:// hall server.")
         loader.add_option("invigil_event_queue", int, 10_000, "Site events kept while the server is away.")
@@ -102,9 +116,20 @@ class InvigilPolicy:
                     f"invigil_server_url must start with http:// or https://: {url!r}"
                 )
             try:
-                token = read_token(options.invigil_service_token_file)
-            except (OSError, ValueError) as exc:
-                raise exceptions.OptionsError(f"cannot read the service token: {exc}") from None
+                self.agent_api = agent_api(url)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"invigil_server_url: {exc}") from None
+            token = ""
+            if url:
+                if not options.invigil_service_token_file:
+                    raise exceptions.OptionsError(
+                        "invigil_service_token_file is required with invigil_server_url: the hall server "
+                        "accepts site events only with its service token (<data_dir>/service.token)"
+                    )
+                try:
+                    token = read_token(options.invigil_service_token_file)
+                except (OSError, ValueError) as exc:
+                    raise exceptions.OptionsError(f"cannot read the service token: {exc}") from None
             if self.sender:
                 self.sender.close(timeout_s=1.0)
             self.sender = None
@@ -121,6 +146,11 @@ class InvigilPolicy:
         """When the proxy is up: start watching the policy file."""
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_policy())
+            if is_own_address("192.0.2.1"):  # TEST-NET-1: held by no machine
+                log.error(
+                    "every address binds here (net.ipv4.ip_nonlocal_bind is on), so every destination looks "
+                    "like this appliance and the proxy refuses all connections: turn ip_nonlocal_bind off"
+                )
 
     def done(self) -> None:
         """At shutdown: stop watching, deliver what is queued (bounded)."""
@@ -153,6 +183,40 @@ class InvigilPolicy:
             return Policy()  # not configured yet: deny everything
         return self.policy_file.policy
 
+    # ------------------------------------------------------------------------------- the appliance rule
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses ``host`` resolves to, in resolver order ([] when it does not resolve)."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return []
+        addresses: list[str] = []
+        for family, _, _, _, sockaddr in infos:
+            address = str(sockaddr[0])
+            if family == socket.AF_INET6 and len(sockaddr) == 4 and sockaddr[3]:  # link-local: its zone
+                address = f"{address}%{sockaddr[3]}"
+            if address not in addresses:
+                addresses.append(address)
+        return addresses
+
+    async def destination(self, host: str, port: int, addresses: list[str]) -> Destination:
+        """The appliance rule's decision for ``host``:``port`` resolved to ``addresses``."""
+        api: list[Endpoint] = []
+        if self.agent_api is not None:
+            api_host, api_port = self.agent_api
+            api = [(address, api_port) for address in await self.resolve(api_host, api_port)]
+        return choose_address(host, port, addresses, api, is_own_address)
+
+    async def appliance_refusal(self, host: str, port: int) -> Decision | None:
+        """The appliance rule's refusal of ``host``:``port``, or None (also when the host does not resolve:
+        the connection then fails on its own, and is checked again before it is opened)."""
+        addresses = await self.resolve(host, port)
+        if not addresses:
+            return None
+        destination = await self.destination(host, port, addresses)
+        return destination.decision if destination.address is None else None
+
     # --------------------------------------------------------------------------------------- reporting
 
     def report(self, client: Any, host: str, decision: Decision, url: str | None = None) -> None:
@@ -168,15 +232,18 @@ class InvigilPolicy:
 
     # ------------------------------------------------------------------------------------------- hooks
 
-    def http_connect(self, flow: http.HTTPFlow) -> None:
-        """On an explicit-proxy CONNECT: decide on the CONNECT host.
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        """On an explicit-proxy CONNECT: decide on the CONNECT host, then on the appliance rule.
 
         Blocked hosts get 403 unless we intercept, in which case the tunnel is opened (no upstream
         connection: ``connection_strategy=lazy``) so each request gets the HTML block page."""
         if flow.response or flow.error or not flow.live:
             return
-        host = flow.request.host
-        decision = self.current_policy().decide_host(host, flow.request.port)
+        host, port = flow.request.host, flow.request.port
+        decision = self.current_policy().decide_host(host, port)
+        if decision.allowed:  # a blocked host is never resolved
+            decision = await self.appliance_refusal(host, port) or decision
+            self.tunnels[flow.client_conn.id] = flow.server_conn.id
         self.report(flow.client_conn, canonical_or_raw(host), decision)
         if not decision.allowed and not ctx.options.invigil_intercept:
             flow.response = http.Response.make(
@@ -208,24 +275,43 @@ class InvigilPolicy:
             return  # intercept: requests are decided one by one, blocked ones get the block page
         if decision.allowed:
             data.ignore_connection = True
+            self.tunnels[client.id] = data.context.server.id
             return
         # Refuse: pass the bytes to nowhere. The upstream connection is vetoed in server_connect, so the
         # client sees its connection closed without a ServerHello.
         self.refused.add(client.id)
         data.ignore_connection = True
 
-    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Before mitmproxy opens any upstream connection: veto refused clients."""
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Before mitmproxy opens any upstream connection: veto refused clients, then apply the appliance
+        rule to the addresses the host resolves to now. A tunnel, and the agent API, are pinned to the
+        address checked; HTTP connections keep their name, so that mitmproxy can reuse them."""
         if data.client.id in self.refused:
             data.server.error = "refused by the exam's network policy"
+            return
+        if data.server.address is None or data.server.via is not None:
+            return
+        host, port = data.server.address
+        addresses = await self.resolve(host, port)
+        if not addresses:
+            data.server.error = f"cannot resolve {host}"
+            return
+        destination = await self.destination(host, port, addresses)
+        if destination.address is None:
+            data.server.error = destination.decision.reason
+            self.report(data.client, canonical_or_raw(host), destination.decision)
+            return
+        if destination.agent_api or self.tunnels.get(data.client.id) == data.server.id:
+            data.server.address = (destination.address, port)
 
     def client_disconnected(self, client: Any) -> None:
         """When a client connection closes: forget it."""
         self.refused.discard(client.id)
+        self.tunnels.pop(client.id, None)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         """For each HTTP request (plain HTTP; HTTPS only when intercepting), before the body is read:
-        decide the URL, answer a blocked one with the block page."""
+        decide the URL and the appliance rule, answer a blocked one with the block page."""
         if flow.response or flow.error or not flow.live:
             return
         request = flow.request
@@ -235,6 +321,8 @@ class InvigilPolicy:
             with contextlib.suppress(ValueError):  # decide_request refuses a bad header
                 request.host = host_of_header(host_header)
         host, decision = decide_request(self.current_policy(), request.url, request.host, host_header)
+        if decision.allowed:
+            decision = await self.appliance_refusal(request.host, request.port) or decision
         self.report(flow.client_conn, host, decision, request.url)
         if not decision.allowed:
             flow.response = http.Response.make(

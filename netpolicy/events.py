@@ -5,6 +5,10 @@ Every decision of the proxy is queued (``SiteEventSender.add``); a daemon thread
 full the oldest are dropped and counted, and the count is logged. A batch the server refuses (4xx: it will
 never accept it) is dropped and logged rather than retried forever; network errors and 5xx answers are
 retried with exponential backoff. ``make_site_event`` and ``batches`` are pure.
+
+The hall server accepts site events only with its service token (``<data_dir>/service.token``), from
+loopback as from anywhere else: the sender needs it, and the proxy and sentinel refuse to start without it
+when they are given a server URL.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from invigil import protocol as p
 from invigil.payloads import SiteEvent
 from invigil.timeutil import utc_now
+from netpolicy.hosts import normalize_host
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,9 @@ MAX_BATCH_BYTES = 128 * 1024
 MAX_HOST_CHARS = 253
 MAX_REASON_CHARS = 200
 MAX_URL_CHARS = 2048
+#: Stands for a host that is no host name or IP address (RFC 6761 reserves the name); the hall server
+#: accepts nothing else in ``host``, and the text that was seen goes into the reason.
+INVALID_HOST = "invalid"
 
 
 def _clean(text: str, limit: int) -> str:
@@ -63,12 +71,20 @@ def make_site_event(
 ) -> SiteEvent:
     """Build one wire-valid site event (fresh uuid4 id, fields trimmed to the contract's limits).
 
+    ``host`` is sent in canonical form; one that is no host name or IP address (an odd TLS server name or
+    DNS query) is sent as ``invalid``, with the text seen added to the reason, so the batch is not refused.
     Raises ``ValueError`` if ``client_ip`` is no IP address."""
+    try:
+        canonical = normalize_host(host)
+    except ValueError:
+        canonical = INVALID_HOST
+        seen = _clean(host, 60)
+        reason = f"{reason} (host as seen: {seen!r})" if reason else f"host as seen: {seen!r}"
     return SiteEvent(
         id=uuid.uuid4().hex,
         time=at or utc_now(),
         client_ip=_client_ip(client_ip),
-        host=_clean(host, MAX_HOST_CHARS).lower(),
+        host=canonical,
         decision="allowed" if allowed else "blocked",
         source=source,
         reason=_clean(reason, MAX_REASON_CHARS),
@@ -104,7 +120,8 @@ class SiteEventSender:
     """Bounded queue of site events plus the thread that posts them. ``start()`` once, ``close()`` at exit.
 
     ``post`` may be injected (tests of the queueing logic); by default it is an HTTP POST to
-    ``server_url``. Created by the addon's ``configure``; closed by its ``done`` hook.
+    ``server_url`` with the service ``token``, which is then required. Created by the addon's ``configure``
+    and the sentinel's command line; closed by the addon's ``done`` hook.
     """
 
     def __init__(
@@ -122,6 +139,11 @@ class SiteEventSender:
     ) -> None:
         if not server_url.startswith(("http://", "https://")):
             raise ValueError(f"the hall server URL must start with http:// or https://: {server_url!r}")
+        if post is None and not token:
+            raise ValueError(
+                "the hall server accepts site events only with its service token: "
+                "pass the file <data_dir>/service.token"
+            )
         self.server_url = server_url.rstrip("/")
         self.token = token
         self.ca_file = ca_file
@@ -225,9 +247,11 @@ class SiteEventSender:
 
     def _http_post(self, batch: list[dict[str, Any]]) -> None:
         body = json.dumps({"events": batch}).encode()
-        headers = {"Content-Type": "application/json", p.PROTOCOL_HEADER: str(p.PROTOCOL_VERSION)}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = {
+            "Content-Type": "application/json",
+            p.PROTOCOL_HEADER: str(p.PROTOCOL_VERSION),
+            "Authorization": f"Bearer {self.token}",
+        }
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
             self.server_url + SITE_EVENTS_PATH, body, headers, method="POST"
         )
@@ -242,9 +266,9 @@ class SiteEventSender:
 
 
 def read_token(path: str) -> str:
-    """The service token from its file ('' when no file is configured). Raises ``OSError``/``ValueError``."""
+    """The service token from its file. Raises ``OSError``/``ValueError`` (also when no file is named)."""
     if not path:
-        return ""
+        raise ValueError("no service token file given (the hall server's <data_dir>/service.token)")
     token = Path(path).read_text(encoding="utf-8").strip()
     if not token:
         raise ValueError(f"service token file {path} is empty")

@@ -7,6 +7,12 @@ else the laptops send towards other networks is dropped and counted in named nft
 dashboard (or ``nft list counters table inet invigil``) can show. Nothing is forwarded or masqueraded: the
 proxy makes its own upstream connections, so a laptop never talks to the outside directly.
 
+Of the appliance itself a laptop reaches only the hall server's agent API (``--service-port``), the
+appliance's DNS and DHCP, mDNS, and the proxy through the redirect: packets for loopback (127.0.0.0/8,
+::1) are dropped on the hall interface whatever the kernel's ``route_localnet``, and every other port of
+the appliance is dropped in the input chain. The proxy keeps the same rule for the connections it makes
+(docs/proxy.md, "The appliance rule").
+
 Run ``python -m netpolicy.gateway --help``; it prints the text, ``nft -f``/dnsmasq read it.
 """
 
@@ -24,6 +30,7 @@ COUNTERS = {
     "web_redirected": "TCP 80/443 from the hall redirected to the transparent proxy",
     "dropped_quic": "UDP 443 (QUIC/HTTP3) from the hall: browsers fall back to TCP, which the proxy sees",
     "dropped_dns": "DNS, DNS-over-TLS (53/853) from the hall to any resolver but the appliance",
+    "dropped_loopback": "packets from the hall addressed to loopback (127.0.0.0/8, ::1)",
     "dropped_forward": "anything else the hall sent towards another network",
     "dropped_inbound": "connections from other networks towards the hall",
     "dropped_input": "hall traffic to the appliance on ports it does not serve",
@@ -41,14 +48,16 @@ class Gateway:
     appliance_address: str  # the appliance's address on the hall network, with its prefix: 10.20.0.1/22
     proxy_port: int = 8081  # mitmdump --mode transparent listens here (HTTP and HTTPS alike)
     proxy_workers: int = 1  # mitmdump processes on proxy_port, proxy_port + 1, ...: one per core
-    service_tcp_ports: tuple[int, ...] = (8443,)  # the hall server's API and dashboard, on the appliance
+    service_tcp_ports: tuple[int, ...] = (
+        8443,
+    )  # the hall server's agent API: the one TCP service laptops reach
     dhcp_lease: str = "4h"
     dns_log: str = "/var/log/invigil/dns.log"
     upstream_dns: tuple[str, ...] = ()  # '' = dnsmasq uses /etc/resolv.conf
     interface: ipaddress.IPv4Interface = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not _IFNAME_RE.match(self.hall_interface):
+        if not _IFNAME_RE.fullmatch(self.hall_interface):
             raise ValueError(f"not an interface name: {self.hall_interface!r}")
         try:
             interface = ipaddress.IPv4Interface(self.appliance_address)
@@ -66,7 +75,7 @@ class Gateway:
                 raise ValueError(f"not a port number: {port}")
         if {80, 443} & set(self.proxy_ports):
             raise ValueError("the transparent proxy port must not be 80 or 443 (those are redirected to it)")
-        if not re.match(r"^\d+[mhd]?$", self.dhcp_lease):
+        if not re.fullmatch(r"\d+[mhd]?", self.dhcp_lease):
             raise ValueError(f"DHCP lease time like 4h or 90m: {self.dhcp_lease!r}")
         for server in self.upstream_dns:
             ipaddress.ip_address(server)
@@ -124,6 +133,8 @@ def nft_ruleset(gw: Gateway) -> str:
         "\t\t# or off. Broadcast and multicast stay (DHCP, mDNS).",
         "\t\ttype filter hook prerouting priority filter; policy accept;",
         f"\t\tiifname != {hall} accept",
+        "\t\tip daddr 127.0.0.0/8 counter name dropped_loopback drop",
+        "\t\tip6 daddr ::1 counter name dropped_loopback drop",
         "\t\tfib daddr type { local, broadcast, multicast } accept",
         "\t\tudp dport 443 counter name dropped_quic drop",
         "\t\tmeta l4proto { tcp, udp } th dport { 53, 853 } counter name dropped_dns drop",
@@ -208,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         action="append",
         default=None,
-        help="TCP port the laptops may reach on the appliance (repeatable; default 8443, the hall server).",
+        help="TCP port of the hall server's agent API, the one TCP service of the appliance the laptops "
+        "reach (repeatable; default 8443).",
     )
     parser.add_argument("--dhcp-lease", default="4h", help="DHCP lease time (default %(default)s).")
     parser.add_argument("--dns-log", default="/var/log/invigil/dns.log", help="dnsmasq's query log.")

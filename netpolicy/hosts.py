@@ -80,7 +80,7 @@ def _to_ascii_label(label: str) -> str:
             raise ValueError(f"label {label!r} is not a valid internationalised name: {exc}") from None
     if len(ascii_label) > MAX_LABEL_CHARS:
         raise ValueError(f"label {ascii_label[:20]!r}... is longer than {MAX_LABEL_CHARS} characters")
-    if not _LABEL_RE.match(ascii_label):
+    if not _LABEL_RE.fullmatch(ascii_label):
         raise ValueError(
             f"label {ascii_label!r} may hold only letters, digits, '-' and '_', and may not start or "
             "end with '-'"
@@ -95,7 +95,7 @@ def _to_ascii_label(label: str) -> str:
 
 def _ends_in_number(label: str) -> bool:
     """WHATWG "ends in a number": a last label of digits or 0x-hex makes the whole host an IPv4 attempt."""
-    return (label.isascii() and label.isdigit()) or bool(_HEX_PART_RE.match(label))
+    return (label.isascii() and label.isdigit()) or bool(_HEX_PART_RE.fullmatch(label))
 
 
 def _parse_ipv4(parts: list[str]) -> str:
@@ -116,7 +116,7 @@ def _parse_ipv4_part(part: str, whole: str) -> int:
     if not part:
         raise ValueError(f"{whole!r} looks like an IPv4 address but has an empty part")
     try:
-        if _HEX_PART_RE.match(part):
+        if _HEX_PART_RE.fullmatch(part):
             return int(part[2:] or "0", 16)
         if part.isascii() and part.isdigit():
             return int(part, 8) if len(part) > 1 and part.startswith("0") else int(part)

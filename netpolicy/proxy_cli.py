@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the exam-hall allowlist proxy (mitmdump with the Invigil addon).",
         epilog=(
             "Example: invigil-proxy --policy /etc/invigil/exam.policy --listen-port 3128 "
-            "--server-url http://127.0.0.1:8080 --exam-title 'Linear Algebra'\n"
+            "--server-url http://127.0.0.1:8080 --service-token-file /var/lib/invigil/service.token "
+            "--exam-title 'Linear Algebra'\n"
             "Arguments after '--' are passed to mitmdump unchanged."
         ),
     )
@@ -60,8 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="Intercept TLS (only where the hall CA is trusted on the laptops): URL rules and a block page.",
     )
     parser.add_argument("--exam-title", default="", help="The exam's title, named on the block page.")
-    parser.add_argument("--server-url", default="", help="Hall server base URL for site events.")
-    parser.add_argument("--service-token-file", default="", help="File holding the hall's service token.")
+    parser.add_argument(
+        "--server-url",
+        default="",
+        help="Hall server base URL for site events; its host and port are the one place on this machine "
+        "the proxy connects to.",
+    )
+    parser.add_argument(
+        "--service-token-file",
+        default="",
+        help="File holding the hall's service token, <data_dir>/service.token (required with --server-url).",
+    )
     parser.add_argument("--server-ca", default="", help="CA file to verify an https:// hall server.")
     parser.add_argument("--confdir", default="", help="mitmproxy's confdir (its CA lives there).")
     parser.add_argument("--policy-poll-ms", type=int, default=2000, help="Policy file check interval.")
@@ -115,7 +125,13 @@ def build_command(args: argparse.Namespace, mitmdump: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.server_url and not args.service_token_file:
+        parser.error(
+            "--service-token-file is required with --server-url: the hall server accepts site events only "
+            "with its service token (<data_dir>/service.token)"
+        )
     try:
         mitmdump = find_mitmdump(args.mitmdump)
     except FileNotFoundError as exc:

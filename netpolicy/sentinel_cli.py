@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Example: invigil-sentinel --interface enp2s0 --policy-file /etc/invigil/exam.policy "
             "--proxy-address 10.20.0.1 --proxied-port 80 --proxied-port 443 "
-            "--server-url http://127.0.0.1:8080"
+            "--server-url http://127.0.0.1:8080 --service-token-file /var/lib/invigil/service.token"
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--read-pcap", metavar="FILE", help="Read packets from a pcap file instead.")
     parser.add_argument("--policy-file", required=True, help="The exam's network policy (docs/policy.md).")
     parser.add_argument("--server-url", default="", help="Hall server base URL ('' = print events as JSON).")
-    parser.add_argument("--service-token-file", default="", help="File holding the hall's service token.")
+    parser.add_argument(
+        "--service-token-file",
+        default="",
+        help="File holding the hall's service token, <data_dir>/service.token (required with --server-url).",
+    )
     parser.add_argument("--server-ca", default="", help="CA file to verify an https:// hall server.")
     parser.add_argument(
         "--proxy-address",
@@ -80,7 +84,13 @@ def _load_policy(path: str) -> PolicyFile:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.server_url and not args.service_token_file:
+        parser.error(
+            "--service-token-file is required with --server-url: the hall server accepts site events only "
+            "with its service token (<data_dir>/service.token)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     policy_file = _load_policy(args.policy_file)
     sender: SiteEventSender | None = None

@@ -5,7 +5,6 @@ code (``agent.transport.tls_context``)."""
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from hall_server.store import private_files
 
 
 @dataclass(frozen=True)
@@ -97,20 +98,7 @@ def make_server_cert(ca: Issued, names: list[str], valid_days: int = 825) -> Iss
 
 
 def write_pair(issued: Issued, cert_path: Path, key_path: Path) -> None:
-    """Write a certificate (0644) and its key (0600, never readable by others even for a moment)."""
-    write_file(key_path, issued.key_pem, 0o600)
-    write_file(cert_path, issued.cert_pem, 0o644)
-
-
-def write_file(path: Path, body: bytes, mode: int) -> None:
-    """Replace ``path`` atomically with ``body``, created with ``mode`` (a temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)  # the umask may have taken bits away from a 0644 certificate
-    os.replace(tmp, path)
+    """Write a certificate and its key, each replaced atomically and 0600 from the start (only the service
+    user reads them; agents get the CA through their bundle)."""
+    private_files.write_file(key_path, issued.key_pem)
+    private_files.write_file(cert_path, issued.cert_pem)

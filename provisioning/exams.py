@@ -54,6 +54,11 @@ def check_policy(text: str, source: str) -> str:
 def _check_fields(fields: dict[str, Any]) -> None:
     if not str(fields["title"]).strip():
         raise ProvisioningError("an exam needs a title")
+    try:
+        # The title reaches the proxy's policy file, report headers and export names.
+        exams.check_text(str(fields["title"]), "--title")
+    except exams.BadText as exc:
+        raise ProvisioningError(str(exc)) from None
     if fields["ends_at"] <= fields["starts_at"]:
         raise ProvisioningError("an exam must end after it starts: check --start and --end")
     if not 1 <= fields["capture_interval_s"] <= 600:

@@ -14,7 +14,7 @@ from provisioning.errors import Conflict, NotFound, ProvisioningError
 from provisioning.seatmap import seat_labels
 
 #: A Linux interface name: at most 15 bytes, no '/', no whitespace (see dev_valid_name in the kernel).
-INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+INTERFACE_RE = re.compile(r"\A[A-Za-z0-9_.:@-]{1,15}\Z")
 MAX_NAME_CHARS = 64
 
 
@@ -25,7 +25,7 @@ def check_hall_name(name: str) -> str:
 
 
 def check_interface(interface: str) -> str:
-    if interface and not INTERFACE_RE.match(interface):
+    if interface and not INTERFACE_RE.fullmatch(interface):
         raise ProvisioningError(
             f"interface {interface!r} is not a network interface name (e.g. eth0, enp3s0; see `ip link`)"
         )

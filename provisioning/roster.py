@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import re
 
-from hall_server.store.exams import RosterEntry
+from hall_server.store.exams import RosterEntry, control_character
 from provisioning.csvtable import read_table
 from provisioning.errors import LineErrors
 
-STUDENT_NUMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+STUDENT_NUMBER_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")
 MAX_EXTRA_TIME_MIN = 600
 MAX_NAME_CHARS = 200
+
+
+def control_problem(field: str, value: str) -> str | None:
+    """What to fix when ``value`` holds a control character (a name or seat reaches reports, exports and
+    the dashboard, where a line break or tab would split or shift it), else None."""
+    index = control_character(value)
+    if index is None:
+        return None
+    return (
+        f"{field} {value!r} contains a control character (U+{ord(value[index]):04X} at position "
+        f"{index + 1}): a line break inside quotes, a tab or an invisible code"
+    )
 
 
 def parse_roster(
@@ -42,7 +54,7 @@ def parse_roster(
         problems = []
         if not number:
             problems.append("empty student_number")
-        elif not STUDENT_NUMBER_RE.match(number):
+        elif not STUDENT_NUMBER_RE.fullmatch(number):
             problems.append(f"student_number {number!r} must be 1-32 letters, digits, '.', '_' or '-'")
         elif number in numbers:
             problems.append(f"student_number {number} is already on line {numbers[number]}")
@@ -50,12 +62,16 @@ def parse_roster(
             problems.append("empty name")
         elif len(name) > MAX_NAME_CHARS:
             problems.append(f"name longer than {MAX_NAME_CHARS} characters")
+        elif problem := control_problem("name", name):
+            problems.append(problem)
         if extra and not (extra.isdigit() and int(extra) <= MAX_EXTRA_TIME_MIN):
             problems.append(
                 f"extra_time_min {extra!r} must be a whole number of minutes, 0-{MAX_EXTRA_TIME_MIN}"
             )
         if seat:
-            if known_seats and seat not in known_seats:
+            if problem := control_problem("seat", seat):
+                problems.append(problem)
+            elif known_seats and seat not in known_seats:
                 problems.append(f"seat {seat!r} is not on the hall's seat map")
             elif seat in seats:
                 problems.append(f"seat {seat} is already given on line {seats[seat]}")

@@ -1,4 +1,5 @@
-"""The hall's TLS directory (``DATA_DIR/tls``): ``ca.pem``, ``ca.key``, ``server.pem``, ``server.key``.
+"""The hall's TLS directory (``DATA_DIR/tls``, 0700): ``ca.pem``, ``ca.key``, ``server.pem``, ``server.key``,
+each 0600.
 
 ``init_tls`` keeps an existing hall CA (the agent bundles already handed out trust it) and reissues only
 the server certificate when its names change.
@@ -16,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from hall_server.store import private_files
 from provisioning import certs
 from provisioning.errors import Conflict, NotFound, ProvisioningError
 
@@ -71,7 +73,7 @@ def init_tls(directory: Path, hall: str, names: list[str], force: bool = False) 
     names = list(dict.fromkeys(name.strip() for name in names if name.strip()))
     if not names:
         raise ProvisioningError("give the server's host name or IP address with --name (repeatable)")
-    directory.mkdir(parents=True, exist_ok=True)
+    private_files.make_dirs(directory)
     ca_pem, ca_key = directory / CA_CERT, directory / CA_KEY
     ca_created = False
     if ca_pem.exists() and not force:

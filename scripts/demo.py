@@ -45,6 +45,7 @@ STUDENTS = [
     ("s1003", "Chen Li", "chat", "127.0.0.13"),
 ]
 POLICY = """# Demo exam: only the exam portal and the Python docs.
+# localhost is this machine: through the proxy only the hall server's agent API is reachable on it.
 allow localhost
 allow docs.python.org/3/
 block chat.example.com

@@ -2,8 +2,8 @@
 
 :class:`FlaskHall` is the agent's own :class:`agent.transport.HallClient` with its HTTP leg swapped for the
 Flask test client, so the payloads, headers and ids are exactly the agent's and the server runs its real API
-(only the socket is skipped, for speed). Site events go to ``POST /api/v1/site-events`` from loopback, as
-the proxy sends them.
+(only the socket is skipped, for speed). Site events go to ``POST /api/v1/site-events`` from loopback with
+the hall's service token, as the proxy sends them.
 """
 
 from __future__ import annotations
@@ -50,11 +50,16 @@ class FlaskHall(HallClient):
 
 
 def post_site_events(flask_client: Any, events: list[SiteEvent]) -> dict[str, Any]:
-    """As the proxy on this appliance does: loopback, no token."""
+    """As the proxy on this appliance does: from loopback, with the service token of the app's hall."""
+    service_token = flask_client.application.extensions["invigil"].service_token
     response = flask_client.post(
         p.API_PREFIX + "/site-events",
         data=json.dumps({"events": [event.as_wire() for event in events]}),
-        headers={p.PROTOCOL_HEADER: str(p.PROTOCOL_VERSION), "Content-Type": "application/json"},
+        headers={
+            p.PROTOCOL_HEADER: str(p.PROTOCOL_VERSION),
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {service_token}",
+        },
         environ_base={"REMOTE_ADDR": "127.0.0.1"},
     )
     assert response.status_code in (200, 201), response.get_data(as_text=True)

@@ -107,7 +107,8 @@ function showTimeline() {
     const fd = lane("Findings");
     for (const f of data.findings) {
       const a = ms(f.span_start), b = f.span_end ? ms(f.span_end) : a;
-      mark(fd, "fd " + findingClass(f), a, b, `${f.label} by ${f.author}: ${f.text}`);
+      mark(fd, "fd " + findingClass(f), a, b, `${f.label} by ${f.author}: ${f.text}` +
+        (f.pending ? ` — ${f.pending.label} proposed by ${f.pending.author}, awaiting a second person` : ""));
     }
     const legend = document.createElement("div");
     legend.className = "legend";
@@ -291,16 +292,24 @@ function showTimeline() {
     const list = $("findings");
     $("finding-count").textContent = data.findings.length;
     list.innerHTML = data.findings.length ? "" : '<li class="muted">No findings yet. Select a moment, then record one below (<kbd>r</kbd>).</li>';
+    const stamp = (e) => esc(e.created_at.slice(0, 19).replace("T", " "));
     for (const f of data.findings) {
       const li = document.createElement("li");
-      li.className = "finding " + findingClass(f); li.dataset.id = f.id;
+      li.className = "finding " + findingClass(f) + (f.pending ? " has-pending" : ""); li.dataset.id = f.id;
       const when = hms(ms(f.span_start)) + (f.span_end ? `–${hms(ms(f.span_end))}` : "");
-      const confirmations = f.confirmations.map((c) => `<div class="by">confirmed by ${esc(c.author)} at ${esc(c.created_at.slice(0, 19).replace("T", " "))}${c.text ? ": " + esc(c.text) : ""}</div>`).join("");
+      const confirmations = f.confirmations.map((c) => `<div class="by">confirmed by ${esc(c.author)} at ${stamp(c)}${c.text ? ": " + esc(c.text) : ""}</div>`).join("");
       const history = f.history.map((h) => `<div class="hist">corrects #${h.id}: ${esc(h.kind.replace(/_/g, " "))} by ${esc(h.author)} at ${esc(h.created_at.slice(11, 19))}${h.text ? " — " + esc(h.text) : ""}</div>`).join("");
+      // A proposal to clear, correct or withdraw a confirmed suspicion: it stands until a second person confirms.
+      const p = f.pending;
+      const pending = p ? `<div class="pending" data-id="${p.id}"><div><span class="proposal">${esc(p.label)} proposed by ${esc(p.author)}</span>` +
+        ` · #${p.id} at ${stamp(p)} UTC — awaiting a second person's confirmation</div>${p.text ? `<div>${esc(p.text)}</div>` : ""}` +
+        `<div class="acts">${p.may_confirm ? '<button type="button" data-act="confirm-pending">Confirm ' + esc(p.label) + "</button>" : ""}` +
+        `${p.mine ? '<button type="button" data-act="withdraw-pending" class="link">Withdraw proposal</button>' : ""}</div></div>` : "";
       li.innerHTML = `<div><span class="status">${esc(f.label)}</span> · ${when}</div>` +
         (f.text ? `<div>${esc(f.text)}</div>` : "") +
-        `<div class="by">#${f.id} by ${esc(f.author)} at ${esc(f.created_at.slice(0, 19).replace("T", " "))} UTC</div>${confirmations}${history}` +
+        `<div class="by">#${f.id} by ${esc(f.author)} at ${stamp(f)} UTC</div>${confirmations}${history}${pending}` +
         `<div class="acts">${f.may_confirm ? '<button type="button" data-act="confirm">Confirm</button>' : ""}` +
+        `${f.may_propose_clearing ? '<button type="button" data-act="clear" title="Needs a second person\'s confirmation">Propose to clear</button>' : ""}` +
         `${f.mine ? '<button type="button" data-act="withdraw" class="link">Withdraw</button>' : ""}</div>`;
       li.addEventListener("click", (event) => {
         const act = event.target.dataset && event.target.dataset.act;
@@ -311,11 +320,28 @@ function showTimeline() {
     }
   }
   async function findingAction(f, act) {
-    const text = act === "withdraw" ? prompt("Why is this finding withdrawn? (kept with its history)") : "";
-    if (text === null || (act === "withdraw" && !text.trim())) return;
+    const findings = `/review/exams/${examId}/sessions/${sid}/findings`;
+    const post = (path, body) => api(path, { method: "POST", body: JSON.stringify(body) });
+    const ask = {
+      withdraw: f.counts && f.kind === "suspected_irregularity"
+        ? "Why should this confirmed suspicion be withdrawn? (a second person must confirm; kept with its history)"
+        : "Why is this finding withdrawn? (kept with its history)",
+      "withdraw-pending": "Why is this proposal withdrawn? (kept with its history)",
+      clear: "Why was there no irregularity? (a second person must confirm before it counts)",
+    }[act];
+    const text = ask ? prompt(ask) : "";
+    if (text === null || (ask && !text.trim())) return;
     try {
-      await api(`/review/exams/${examId}/sessions/${sid}/findings/${f.id}/${act}`, { method: "POST", body: JSON.stringify({ text }) });
-      say(act === "confirm" ? `Finding #${f.id} confirmed.` : `Finding #${f.id} withdrawn.`);
+      let answer;
+      if (act === "clear") {
+        answer = await post(findings, { kind: "no_irregularity", start: f.span_start, end: f.span_end, text, supersedes: f.id, observation_id: f.observation_id });
+      } else {
+        const target = act.endsWith("-pending") ? f.pending.id : f.id;
+        answer = await post(`${findings}/${target}/${act.replace("-pending", "")}`, { text });
+      }
+      const done = { confirm: `Finding #${f.id} confirmed.`, "confirm-pending": `Proposal #${f.pending && f.pending.id} confirmed: it counts now.`,
+        withdraw: `Finding #${f.id} withdrawn.`, "withdraw-pending": "Proposal withdrawn: the finding stands as it was.", clear: `Clearing #${answer.id} recorded.` }[act];
+      say(answer.pending ? `Proposal #${answer.id} recorded: it takes effect once a second person confirms it.` : done);
       await reload();
     } catch (error) { say(error.message, true); }
   }

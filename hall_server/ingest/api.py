@@ -7,7 +7,6 @@ them for clients and for the schemathesis suite.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import shutil
 from typing import Any
 
@@ -179,7 +178,7 @@ def put_unchanged(record_id: str) -> ResponseReturnValue:
     session = _session()
     payloads.check_id(record_id, "record id")
     record = payloads.parse_unchanged(_json_body())
-    stored = records.store_unchanged(get_db(), session, record_id, record, utc_now())
+    stored = records.store_unchanged(get_db(), session, record_id, record, utc_now(), state().settings)
     return jsonify(record_id=record_id, stored=stored, duplicate=not stored), 201 if stored else 200
 
 
@@ -187,24 +186,21 @@ def put_unchanged(record_id: str) -> ResponseReturnValue:
 def post_device_events() -> ResponseReturnValue:
     session = _session()
     events = payloads.parse_device_events(_json_body())
-    stored, duplicates = records.store_device_events(get_db(), session, events, utc_now())
+    stored, duplicates = records.store_device_events(get_db(), session, events, utc_now(), state().settings)
     return jsonify(stored=stored, duplicates=duplicates)
 
 
 def _check_service_caller() -> None:
-    """Site events come from the proxy and sentinel on this appliance (loopback) or carry the service
-    token."""
-    remote = request.remote_addr or ""
-    try:
-        if ipaddress.ip_address(remote).is_loopback:
-            return
-    except ValueError:
-        pass
+    """Site events come from the proxy and sentinel, which carry the service token. A loopback address
+    proves nothing: the proxy on this appliance makes connections for the laptops."""
     authorization = request.headers.get("Authorization", "")
     token = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else ""
     if not token or not hmac.compare_digest(token.encode(), state().service_token.encode()):
         raise errors.Forbidden(
-            "site events are accepted only from this appliance or with the service token", "not_a_service"
+            "site events are accepted only with the hall's service token: send 'Authorization: Bearer "
+            "<token>' with the token in <data_dir>/service.token (invigil-proxy and invigil-sentinel: "
+            "--service-token-file)",
+            "not_a_service",
         )
 
 

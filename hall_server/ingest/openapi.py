@@ -27,6 +27,13 @@ def _ok(schema: dict[str, Any], status: str = "200", description: str = "done") 
 
 
 _ERRORS = {code: _ERROR for code in ("400", "401", "403", "404", "409", "413", "415", "422", "426")}
+
+
+def _error(description: str) -> dict[str, Any]:
+    """An error answer whose codes the description names."""
+    return {**_ERROR, "description": description}
+
+
 _PROTOCOL_PARAM = {
     "name": p.PROTOCOL_HEADER,
     "in": "header",
@@ -210,12 +217,22 @@ def openapi_document() -> dict[str, Any]:
                         **_ok(_STORED, "201", "stored"),
                         **_ok(_STORED, "200", "already stored"),
                         **_ERRORS,
+                        "409": _error(
+                            "id_reused (same id, other content); unknown_base (send the whole screen)"
+                        ),
+                        "422": _error(
+                            "sha256_mismatch, dimension_mismatch, bad_image (also: more pixels than "
+                            "capture_max_pixels), bad_tiles, chain_too_long; unknown_screen_size (a whole "
+                            "screen of no size the agent's monitors event reported); update_not_gray, "
+                            "base_not_gray (an update, and the screen its chain starts from, are gray PNGs "
+                            "of at most 8 bits)"
+                        ),
                     },
                 }
             },
             f"{p.API_PREFIX}/captures/{{capture_id}}/thumbnail": {
                 "put": {
-                    "summary": "Attach the dashboard preview of a stored capture",
+                    "summary": "Attach the dashboard preview of a stored capture (written once)",
                     "operationId": "putThumbnail",
                     "security": [{"session": []}],
                     "parameters": [
@@ -225,8 +242,9 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": _IMAGE_BODY,
                     "responses": {
                         **_ok(_STORED, "201", "stored"),
-                        **_ok(_STORED, "200", "already stored"),
+                        **_ok(_STORED, "200", "the same thumbnail again"),
                         **_ERRORS,
+                        "409": _error("thumbnail_exists: a thumbnail is written once; the first one stays"),
                     },
                 }
             },
@@ -259,9 +277,9 @@ def openapi_document() -> dict[str, Any]:
             },
             f"{p.API_PREFIX}/site-events": {
                 "post": {
-                    "summary": "Site decisions from the proxy and sentinel (loopback or service token)",
+                    "summary": "Site decisions from the proxy and sentinel (service token)",
                     "operationId": "postSiteEvents",
-                    "security": [{"service": []}, {}],
+                    "security": [{"service": []}],
                     "parameters": [_PROTOCOL_PARAM],
                     "requestBody": _json_body("#/components/schemas/SiteEvents"),
                     "responses": {**_ok(_COUNTS), **_ERRORS},

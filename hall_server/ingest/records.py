@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,14 +16,29 @@ import sqlite_utils
 
 from hall_server import errors
 from hall_server.ingest import rules
-from hall_server.ingest.sessions import Session, add_observation
+from hall_server.ingest.sessions import Session, add_observation, raise_clock_skew
 from hall_server.live import bus
+from hall_server.settings import SETTINGS_BY_NAME
 from hall_server.store import chain, exams, images
 from hall_server.store.blobs import BlobStore
 from hall_server.store.db import write_transaction
 from invigil import tiles
 from invigil.payloads import CaptureMeta, DeviceEvent, SiteEvent, Unchanged
 from invigil.timeutil import to_wire
+
+
+def _record_skew(
+    db: sqlite_utils.Database,
+    session: Session,
+    agent_time: datetime,
+    now: datetime,
+    settings: Mapping[str, Any] | None,
+) -> int | None:
+    """Check a record's claimed time (inside its write transaction); the id of a ``clock_skew``
+    observation it raised. Without ``settings`` the declared default ``clock_skew_max_s`` applies."""
+    bound = (settings or {}).get("clock_skew_max_s", SETTINGS_BY_NAME["clock_skew_max_s"].default)
+    skew = rules.record_clock_skew(agent_time, now, session.first_enrolled_at, float(bound))
+    return raise_clock_skew(db, session, skew, now)
 
 
 def _check_image(
@@ -47,17 +63,57 @@ def _check_image(
     return fmt, width, height
 
 
+def _monitor_sizes(detail: Any) -> set[tuple[int, int]]:
+    """(width, height) of each monitor of a ``monitors`` device event's ``geometry`` (``[[left, top,
+    width, height], ...]``, ``agent.devices``); what is not such a list says nothing."""
+    geometry = detail.get("geometry") if isinstance(detail, dict) else None
+    sizes = set()
+    for entry in geometry if isinstance(geometry, list) else []:
+        numbers = isinstance(entry, list) and len(entry) == 4 and all(type(value) is int for value in entry)
+        if numbers and entry[2] > 0 and entry[3] > 0:
+            sizes.add((entry[2], entry[3]))
+    return sizes
+
+
+def _check_screen_size(db: sqlite_utils.Database, session: Session, meta: CaptureMeta) -> None:
+    """A whole screen has the size of a monitor the student's agent reported in this exam, or twice it (a
+    Retina display), in any of their sessions: a spool drained after a crash holds the old session's
+    screens. Until the agent reports a layout with sizes, the pixel cap alone bounds it. A tile update has
+    its base's size."""
+    reported: set[tuple[int, int]] = set()
+    for (detail,) in db.execute(
+        "SELECT d.detail FROM device_event d JOIN agent_session s ON s.id = d.session_id "
+        "WHERE d.kind = 'monitors' AND s.exam_id = ? AND s.roster_id = ?",
+        [session.exam_id, session.roster_id],
+    ):
+        try:
+            reported |= _monitor_sizes(json.loads(detail))
+        except ValueError:
+            continue
+    # macOS grabs a Retina monitor at two pixels per point of the size it reports; elsewhere grabs and
+    # monitors agree (mss is DPI-aware on Windows).
+    allowed = reported | {(width * 2, height * 2) for width, height in reported}
+    if reported and (meta.width, meta.height) not in allowed:
+        sizes = ", ".join(f"{width}x{height}" for width, height in sorted(reported))
+        raise errors.Unprocessable(
+            f"the screen is {meta.width}x{meta.height}, but the monitors this agent reported are {sizes}: "
+            "report the monitor layout (a 'monitors' device event) before sending its screens",
+            "unknown_screen_size",
+        )
+
+
 def _check_update(
     db: sqlite_utils.Database, session: Session, meta: CaptureMeta
-) -> tuple[int, int, tuple[int, int]]:
+) -> tuple[int, int, tuple[int, int], str | None]:
     """A tile update must build on a stored image of the same screen of the same student: (the base's
-    session, the update's chain depth, its body's size).
+    session, the update's chain depth, its body's size, and the base's sha256 when the base is a whole
+    screen).
 
     The base is looked for in this session first, then in the student's earlier sessions of this exam: an
     agent that crashed and joined again drains its old spool under the new session.
     """
     base = db.execute(
-        "SELECT c.monitor, c.width, c.height, c.chain_depth, c.session_id FROM capture c "
+        "SELECT c.monitor, c.width, c.height, c.chain_depth, c.session_id, c.sha256 FROM capture c "
         "JOIN agent_session s ON s.id = c.session_id "
         "WHERE c.capture_id = ? AND c.changed = 1 AND s.exam_id = ? AND s.roster_id = ? "
         "ORDER BY c.session_id = ? DESC, c.session_id DESC LIMIT 1",
@@ -75,7 +131,37 @@ def _check_update(
         )
     assert meta.tile is not None
     _rows, cols = tiles.grid(meta.width, meta.height, meta.tile)
-    return base[4], base[3] + 1, tiles.packed_size(len(meta.tile_indices()), cols, meta.tile)
+    size = tiles.packed_size(len(meta.tile_indices()), cols, meta.tile)
+    return base[4], base[3] + 1, size, base[5] if base[3] == 0 else None
+
+
+def _check_gray_chain(
+    body: bytes, key_image: str | None, read: Callable[[str], bytes], meta: CaptureMeta
+) -> None:
+    """A tile update, and the whole screen its chain starts from, are gray PNGs of at most 8 bits (the
+    agent's are 4-bit): so any screen of a chain is put back together at one byte a pixel
+    (``hall_server.store.frames``). ``key_image`` is the base's sha256 when the base is that whole
+    screen; a deeper base passed this check when it was stored."""
+    if not images.is_small_gray_png(body):
+        raise errors.Unprocessable(
+            "a tile update must be a gray PNG of at most 8 bits a pixel (the agent sends 4-bit gray)",
+            "update_not_gray",
+        )
+    if key_image is None:
+        return
+    try:
+        base_body = read(key_image)
+    except (FileNotFoundError, ValueError):
+        raise errors.Conflict(
+            f"capture {meta.base}, which this update builds on, is no longer stored: send the whole screen",
+            "unknown_base",
+        ) from None
+    if not images.is_small_gray_png(base_body):
+        raise errors.Unprocessable(
+            f"capture {meta.base}, which this update builds on, is not a gray PNG of at most 8 bits a pixel: "
+            "updates build only on such screens; send the whole screen",
+            "base_not_gray",
+        )
 
 
 def store_capture(
@@ -105,12 +191,16 @@ def store_capture(
             "or altered; send it again",
             "sha256_mismatch",
         )
+    key_image = None
     if meta.is_update:
-        base_session, depth, body_size = _check_update(db, session, meta)
+        base_session, depth, body_size, key_image = _check_update(db, session, meta)
     else:
+        _check_screen_size(db, session, meta)
         base_session, depth, body_size = None, 0, (meta.width, meta.height)
     fmt, _width, _height = _check_image(body, content_type, body_size, settings["capture_max_pixels"])
     key = exams.exam_key(db, master_key, session.exam_id)
+    if meta.is_update:
+        _check_gray_chain(body, key_image, lambda sha: blobs.get(session.exam_id, key, sha), meta)
     blobs.put(session.exam_id, key, body)
     with write_transaction(db):
         cursor = db.execute(
@@ -150,6 +240,9 @@ def store_capture(
                 )
             return False
         chain.link(db, "capture", session.id, capture_id)
+        raised = _record_skew(db, session, meta.agent_time, now, settings)
+    if raised:
+        bus.observation(session.exam_id, session.id, raised)
     return True
 
 
@@ -163,7 +256,8 @@ def store_thumbnail(
     content_type: str,
     settings: dict[str, Any],
 ) -> bool:
-    """Attach the small preview the dashboard shows to a stored capture (idempotent)."""
+    """Attach the small preview the dashboard shows to a stored capture, once: a resend of the same bytes
+    is a success (False), other bytes are refused (409) and the first thumbnail stays."""
     row = db.execute(
         "SELECT thumb_sha256 FROM capture WHERE session_id = ? AND capture_id = ? AND changed = 1",
         [session.id, capture_id],
@@ -174,21 +268,43 @@ def store_thumbnail(
         )
     _check_image(body, content_type, None, 4_000_000)
     sha = hashlib.sha256(body).hexdigest()
-    if row[0] == sha:
-        return False
+    if row[0] is not None:
+        return _thumbnail_resent(capture_id, row[0], sha)
     key = exams.exam_key(db, master_key, session.exam_id)
     blobs.put(session.exam_id, key, body)
     with write_transaction(db):
-        db.execute(
-            "UPDATE capture SET thumb_sha256 = ? WHERE session_id = ? AND capture_id = ?",
+        cursor = db.execute(
+            "UPDATE capture SET thumb_sha256 = ? WHERE session_id = ? AND capture_id = ? "
+            "AND thumb_sha256 IS NULL",
             [sha, session.id, capture_id],
         )
+        if cursor.rowcount == 0:  # a concurrent upload of a thumbnail for this capture won the race
+            first = db.execute(
+                "SELECT thumb_sha256 FROM capture WHERE session_id = ? AND capture_id = ?",
+                [session.id, capture_id],
+            ).fetchone()[0]
+            return _thumbnail_resent(capture_id, first, sha)
     bus.new_thumbnail(session.exam_id, session.id, capture_id)
     return True
 
 
+def _thumbnail_resent(capture_id: str, stored_sha: str, sha: str) -> bool:
+    """A thumbnail for a capture that has one: the same bytes again are a resend, other bytes a conflict."""
+    if stored_sha == sha:
+        return False
+    raise errors.Conflict(
+        f"capture {capture_id} already has a thumbnail with other content: a thumbnail is written once",
+        "thumbnail_exists",
+    )
+
+
 def store_unchanged(
-    db: sqlite_utils.Database, session: Session, record_id: str, record: Unchanged, now: datetime
+    db: sqlite_utils.Database,
+    session: Session,
+    record_id: str,
+    record: Unchanged,
+    now: datetime,
+    settings: Mapping[str, Any] | None = None,
 ) -> bool:
     """Attest that a screen did not change, without bytes. Returns False for a resend."""
     with write_transaction(db):
@@ -216,11 +332,18 @@ def store_unchanged(
             ],
         )
         chain.link(db, "capture", session.id, record_id)
+        raised = _record_skew(db, session, record.agent_time, now, settings)
+    if raised:
+        bus.observation(session.exam_id, session.id, raised)
     return True
 
 
 def store_device_events(
-    db: sqlite_utils.Database, session: Session, events: list[DeviceEvent], now: datetime
+    db: sqlite_utils.Database,
+    session: Session,
+    events: list[DeviceEvent],
+    now: datetime,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Store a batch (all or nothing) and raise the observations its events call for.
 
@@ -246,6 +369,9 @@ def store_device_events(
                 continue
             stored += 1
             chain.link(db, "device_event", session.id, event.id)
+            skewed = _record_skew(db, session, event.agent_time, now, settings)
+            if skewed:
+                raised.append(skewed)
             for kind, detail in rules.observations_for_device_event(event, session.student_ends_at):
                 raised.append(
                     add_observation(db, session.exam_id, session.id, kind, event.agent_time, detail)

@@ -1,4 +1,5 @@
-"""Rules that turn device and site events into observations: signals for people, never verdicts.
+"""Rules that turn device and site events, and agents' clocks, into observations: signals for people, never
+verdicts.
 
 Pure functions, run inside the transaction that stores the event, so an event and the observation it raises
 are committed together.
@@ -50,7 +51,24 @@ def observations_for_site_event(event: SiteEvent) -> list[Observation]:
 
 
 def clock_skew(agent_time: datetime, server_time: datetime, max_skew_s: float) -> Observation | None:
+    """For what the agent sends as it happens (enrolment, heartbeat): its time against the server's."""
     skew = (agent_time - server_time).total_seconds()
     if abs(skew) > max_skew_s:
         return ("clock_skew", {"skew_s": round(skew, 1)})
+    return None
+
+
+def record_clock_skew(
+    agent_time: datetime, received_at: datetime, first_enrolled_at: datetime, max_skew_s: float
+) -> Observation | None:
+    """For a record the agent dated (a capture, an unchanged record, a device event): it cannot have been
+    made after it arrived, nor before the student's agent first enrolled in the exam. A record dated in
+    between is no skew, however late it came: a spool drains what it kept while the network was down.
+    ``skew_s`` is how far outside that window the record's time lies (negative: too early)."""
+    ahead = (agent_time - received_at).total_seconds()
+    if ahead > max_skew_s:
+        return ("clock_skew", {"skew_s": round(ahead, 1), "dated": "ahead_of_receipt"})
+    before = (agent_time - first_enrolled_at).total_seconds()
+    if before < -max_skew_s:
+        return ("clock_skew", {"skew_s": round(before, 1), "dated": "before_enrolment"})
     return None

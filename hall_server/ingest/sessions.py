@@ -43,6 +43,8 @@ class Session:
     ends_at: datetime
     extra_time_min: int
     expires_at: datetime
+    #: When this student first enrolled in this exam (server time): no record of theirs is older.
+    first_enrolled_at: datetime
 
     @property
     def student_ends_at(self) -> datetime:
@@ -51,7 +53,9 @@ class Session:
 
 _SESSION_QUERY = """
     SELECT s.id, s.exam_id, s.roster_id, r.student_number, e.title, e.capture_interval_s, e.starts_at,
-           e.ends_at, r.extra_time_min, s.expires_at
+           e.ends_at, r.extra_time_min, s.expires_at,
+           (SELECT MIN(f.enrolled_at) FROM agent_session f
+             WHERE f.exam_id = s.exam_id AND f.roster_id = s.roster_id)
     FROM agent_session s JOIN exam e ON e.id = s.exam_id JOIN roster r ON r.id = s.roster_id
 """
 
@@ -68,6 +72,7 @@ def _session_from_row(row: tuple[Any, ...]) -> Session:
         ends_at=from_wire(row[7]),
         extra_time_min=row[8],
         expires_at=from_wire(row[9]),
+        first_enrolled_at=from_wire(row[10]),
     )
 
 
@@ -89,6 +94,24 @@ def add_observation(
         [exam_id, session_id, kind, to_wire(at), json.dumps(detail)],
     )
     return int(cursor.lastrowid or 0)
+
+
+def raise_clock_skew(
+    db: sqlite_utils.Database, session: Session, skew: rules.Observation | None, now: datetime
+) -> int | None:
+    """Raise a ``clock_skew`` observation unless the session already has an open one: a skewed agent
+    dates every record wrongly, and one signal until an invigilator acknowledges it is enough (the
+    records keep both times). Call inside the write transaction; returns the new observation's id."""
+    if skew is None:
+        return None
+    already_open = db.execute(
+        "SELECT 1 FROM observation WHERE session_id = ? AND kind = 'clock_skew' AND acknowledged_at IS NULL "
+        "LIMIT 1",
+        [session.id],
+    ).fetchone()
+    if already_open:
+        return None
+    return add_observation(db, session.exam_id, session.id, skew[0], now, skew[1])
 
 
 def enrol(
@@ -199,9 +222,8 @@ def heartbeat(
             and rules.clock_skew(from_wire(previous[0]), from_wire(previous[1]), settings["clock_skew_max_s"])
             is not None
         )
-        raised = None
-        if skew and not was_skewed:  # one observation when the skew starts, not one per heartbeat
-            raised = add_observation(db, session.exam_id, session.id, skew[0], now, skew[1])
+        # One observation when the skew starts, not one per heartbeat, and none while one is open.
+        raised = raise_clock_skew(db, session, skew, now) if not was_skewed else None
         pending = db.execute(
             "SELECT id, kind, created_at FROM instruction WHERE session_id = ? AND "
             "delivered_at IS NULL ORDER BY id",

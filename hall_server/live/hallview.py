@@ -18,11 +18,14 @@ from invigil.timeutil import from_wire
 
 # ------------------------------------------------------------------------------------------------ queries
 
+# "Latest" is by the server's receive time, never the agent's claimed time: an agent whose clock says 2099
+# must not pin its tile or its detail panel (both times are shown; docs/dashboard.md).
 _SEAT_QUERY = """
     SELECT r.id, r.student_number, r.name, r.seat, r.extra_time_min, r.attendance_checked_at,
            s.id, s.agent_id, s.last_seen_at, s.state, s.ended_at,
            (SELECT c.capture_id || ' ' || c.thumb_sha256 FROM capture c
-             WHERE c.session_id = s.id AND c.thumb_sha256 IS NOT NULL ORDER BY c.agent_time DESC LIMIT 1)
+             WHERE c.session_id = s.id AND c.thumb_sha256 IS NOT NULL
+             ORDER BY c.received_at DESC, c.rowid DESC LIMIT 1)
     FROM roster r LEFT JOIN agent_session s ON s.id = (
         SELECT s2.id FROM agent_session s2 WHERE s2.roster_id = r.id ORDER BY s2.enrolled_at DESC, s2.id DESC
         LIMIT 1)
@@ -175,7 +178,8 @@ def observations(
 
 
 def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict[str, Any] | None:
-    """The seat detail panel: latest full capture, recent sites, device events, all sessions."""
+    """The seat detail panel: latest full capture, recent sites, device events (latest as received, with
+    the agent's claimed time beside the server's), all sessions."""
     roster = db.execute(
         "SELECT id, student_number, name, seat, extra_time_min, attendance_checked_at, "
         "(SELECT username FROM user WHERE id = attendance_checked_by) "
@@ -209,7 +213,7 @@ def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict
     detail["session"] = dict(zip(keys + ("backlog", "ended_at"), session, strict=True))
     capture = db.execute(
         "SELECT capture_id, agent_time, received_at, monitor, width, height, focused_app, window_title "
-        "FROM capture WHERE session_id = ? AND changed = 1 ORDER BY agent_time DESC LIMIT 1",
+        "FROM capture WHERE session_id = ? AND changed = 1 ORDER BY received_at DESC, rowid DESC LIMIT 1",
         [sid],
     ).fetchone()
     if capture:
@@ -233,10 +237,10 @@ def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict
         )
     ]
     detail["devices"] = [
-        {"kind": row[0], "agent_time": row[1], "detail": json.loads(row[2] or "{}")}
+        {"kind": row[0], "agent_time": row[1], "received_at": row[2], "detail": json.loads(row[3] or "{}")}
         for row in db.execute(
-            "SELECT kind, agent_time, detail FROM device_event WHERE session_id = ? "
-            "ORDER BY agent_time DESC LIMIT 25",
+            "SELECT kind, agent_time, received_at, detail FROM device_event WHERE session_id = ? "
+            "ORDER BY received_at DESC, rowid DESC LIMIT 25",
             [sid],
         )
     ]

@@ -163,7 +163,10 @@ def gdpr_export_command(
 @click.option("--exam", "exam_id", type=int, default=None, help="Only this exam's sessions.")
 def verify_command(export_file: Path | None, data_dir: Path | None, exam_id: int | None) -> None:
     """Recompute the hash chains of a data directory, or of an exported report (.html) or exam export
-    (.zip), and name the first broken link of each session. Exits 1 when a chain is broken.
+    (.zip), and name the first broken link of each session. For an export, also compare every row the
+    pages show of a chained record (captions, site log, device events, counts, heads) with that record,
+    check the zip's files against its manifest, and print each session's head (a PDF's heads must match).
+    Exits 1 when anything does not hold.
 
     Example: invigil-server verify --data-dir /var/lib/invigil
 
@@ -173,21 +176,46 @@ def verify_command(export_file: Path | None, data_dir: Path | None, exam_id: int
         raise click.UsageError("give either --data-dir or an exported FILE")
     try:
         if export_file is not None:
-            result = integrity.verify_export(export_file)
+            ok = _echo_export_check(integrity.verify_export(export_file))
         else:
             assert data_dir is not None
             with _store(data_dir) as store:
                 result = chain.verify_store(store, exam_id)
+            ok = _echo_store_check(result)
     except (ValueError, KeyError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+    if not ok:
+        raise SystemExit(1)
+
+
+def _echo_store_check(result: chain.VerifyResult) -> bool:
     for problem in result.breaks:
         click.echo(f"BROKEN {problem}", err=True)
     click.echo(
         f"{result.sessions} session(s), {result.records} chained record(s): "
         + ("all chains intact" if result.ok else f"{len(result.breaks)} broken")
     )
-    if not result.ok:
-        raise SystemExit(1)
+    return result.ok
+
+
+def _echo_export_check(checked: integrity.ExportCheck) -> bool:
+    for problem in checked.problems:
+        click.echo(f"BROKEN {problem}", err=True)
+    for head in checked.heads:
+        student = f" (student {head.student_number})" if head.student_number else ""
+        click.echo(
+            f"session {head.session_id}{student}: head {head.head or '(nothing recorded)'} "
+            f"after {head.length} records" + ("" if head.verified else " (claimed: its chain is broken)")
+        )
+    if checked.unchained_rows:
+        click.echo(
+            f"{checked.unchained_rows} row(s) show records stored before the chain existed: not checked"
+        )
+    click.echo(
+        f"{checked.sessions} session(s), {checked.records} chained record(s), {checked.rows} row(s) shown "
+        "checked: " + ("all chains intact" if checked.ok else f"{len(checked.problems)} broken")
+    )
+    return checked.ok
 
 
 @click.command("retention")
@@ -195,17 +223,23 @@ def verify_command(export_file: Path | None, data_dir: Path | None, exam_id: int
 @click.option("--dry-run", is_flag=True, help="Only list what is due and who is held.")
 @click.option("--now", "now_text", default=None, hidden=True, help="Pretend it is this UTC time (tests).")
 def retention_command(data_dir: Path, dry_run: bool, now_text: str | None) -> None:
-    """Delete what is past its retention (rows, blobs, then the exam key), except cases the exam board holds;
-    log every deletion. Run daily by systemd/invigil-retention.timer.
+    """Delete what is past its retention (rows, blobs, then the exam key), except cases the exam board holds,
+    and site events of no session older than the longest retention; log every deletion. Run daily by
+    systemd/invigil-retention.timer.
 
     Example: invigil-server retention --data-dir /var/lib/invigil --dry-run
     """
     now = from_wire(now_text) if now_text else utc_now()
     with _store(data_dir) as store:
-        deletions = retention.run(store, BlobStore(data_dir), now, dry_run=dry_run)
-    if not deletions:
+        result = retention.run(store, BlobStore(data_dir), now, dry_run=dry_run)
+    if not result.exams and not result.unclaimed_site_events:
         click.echo("nothing is due")
-    for deletion in deletions:
+    if result.unclaimed_site_events:
+        click.echo(
+            f"{'due' if dry_run else 'deleted'}: {result.unclaimed_site_events} site event(s) of no session, "
+            f"older than {result.unclaimed_days} days"
+        )
+    for deletion in result.exams:
         held = f"; held: {', '.join(deletion.held_students)}" if deletion.held_students else ""
         if dry_run:
             click.echo(

@@ -6,6 +6,10 @@ UPDATE on the table): a correction is a new finding that ``supersedes`` the old 
 ``withdrawn`` entry that supersedes it, and a confirmation is an entry that ``confirms`` it. Every entry
 carries its author and time. Stored in the ``annotation`` table.
 
+Undoing a suspicion that counts needs two people as well: a correction or withdrawal of a confirmed suspicion
+is a *proposal* that takes effect only once someone other than its author confirms it. Until then the
+suspicion stands, with the proposal pending beside it; its author may withdraw the proposal.
+
 :func:`resolve` is pure: it turns the entries of a session into findings with their current status.
 """
 
@@ -59,11 +63,13 @@ class Entry:
 
 @dataclass
 class Finding:
-    """A verdict as it stands now: its latest version, its history and who confirmed it."""
+    """A verdict as it stands now: its latest version, its history, who confirmed it, and a proposal to
+    correct or withdraw it that still waits for a second person (``pending``)."""
 
     current: Entry
     history: list[Entry] = field(default_factory=list)  # earlier versions it corrected, oldest first
     confirmations: list[Entry] = field(default_factory=list)
+    pending: Entry | None = None
 
     @property
     def counts(self) -> bool:
@@ -81,6 +87,23 @@ class Finding:
         if self.current.kind == NOTE:
             return STATUS_NOTE
         return STATUS_CONFIRMED if self.counts else STATUS_AWAITING
+
+    @property
+    def pending_status(self) -> str | None:
+        """What the pending proposal would make of the finding, for people to read; None without one."""
+        if self.pending is None:
+            return None
+        return f"{PROPOSAL_TEXT[self.pending.kind]} proposed by {self.pending.author}: {STATUS_PROPOSED}"
+
+
+#: What a proposal would do to a confirmed suspicion, by the kind of its entry.
+PROPOSAL_TEXT = {
+    "no_irregularity": "clearing (no irregularity)",
+    "suspected_irregularity": "a correction",
+    NOTE: "turning it into a note",
+    "withdrawn": "withdrawal",
+}
+STATUS_PROPOSED = "awaiting a second person's confirmation"
 
 
 def _user_roles(db: sqlite_utils.Database, user_id: int) -> set[str]:
@@ -118,23 +141,72 @@ def _entry(db: sqlite_utils.Database, entry_id: int) -> Entry | None:
     return Entry(*row) if row else None
 
 
+class _Changes:
+    """Who corrected, withdrew and confirmed what, over one session's entries in the order they were
+    stored (pure). A change to a suspicion that already counted is a proposal: it takes effect once
+    someone other than its author confirms it, and is dropped once it is itself withdrawn."""
+
+    def __init__(self, all_entries: list[Entry]) -> None:
+        self.by_id = {entry.id: entry for entry in all_entries}
+        self.changes: dict[int, list[Entry]] = {}
+        self.confirmations: dict[int, list[Entry]] = {}
+        for entry in all_entries:
+            if entry.kind == "confirmation" and entry.confirms is not None:
+                self.confirmations.setdefault(entry.confirms, []).append(entry)
+            elif entry.supersedes is not None and entry.supersedes in self.by_id:
+                self.changes.setdefault(entry.supersedes, []).append(entry)
+
+    def seconded_at(self, entry: Entry) -> int | None:
+        """The id of the first confirmation of ``entry`` by someone other than its author."""
+        return next(
+            (c.id for c in self.confirmations.get(entry.id, []) if c.author_id != entry.author_id), None
+        )
+
+    def is_proposal(self, change: Entry) -> bool:
+        target = self.by_id[change.supersedes] if change.supersedes is not None else None
+        if target is None or target.kind != "suspected_irregularity":
+            return False
+        seconded = self.seconded_at(target)
+        return seconded is not None and seconded < change.id
+
+    def fate(self, proposal: Entry) -> str:
+        """What became of a proposal: "effective" (a second person confirmed it before anything changed it),
+        "dropped" (withdrawn first) or "pending"."""
+        seconded = self.seconded_at(proposal)
+        dropped = min((change.id for change in self.changes.get(proposal.id, [])), default=None)
+        if seconded is not None and (dropped is None or seconded < dropped):
+            return "effective"
+        return "dropped" if dropped is not None else "pending"
+
+    def step(self, entry: Entry) -> tuple[Entry | None, Entry | None]:
+        """(the change that replaced ``entry``, a proposal to change it still waiting), at most one each."""
+        pending = None
+        for change in self.changes.get(entry.id, []):
+            fate = self.fate(change) if self.is_proposal(change) else "effective"
+            if fate == "effective":
+                return change, None
+            if fate == "pending":
+                pending = change
+        return None, pending
+
+
 def resolve(all_entries: list[Entry]) -> list[Finding]:
     """The current findings of a session, in the order their first version was recorded. Withdrawn findings
-    and superseded versions do not appear on their own (a correction carries its history)."""
-    by_id = {entry.id: entry for entry in all_entries}
-    superseded_by = {entry.supersedes: entry for entry in all_entries if entry.supersedes is not None}
+    and superseded versions do not appear on their own (a correction carries its history); a proposal that
+    still waits for a second person is the ``pending`` of the finding it would change."""
+    changes = _Changes(all_entries)
     findings: list[Finding] = []
     for entry in all_entries:
-        if entry.kind not in (*VERDICTS, NOTE) or entry.id in superseded_by:
-            continue
+        if entry.kind not in (*VERDICTS, NOTE) or entry.supersedes in changes.by_id:
+            continue  # not the first version of a finding
         history: list[Entry] = []
-        previous = entry.supersedes
-        while previous is not None and previous in by_id:
-            history.insert(0, by_id[previous])
-            previous = by_id[previous].supersedes
-        confirmations = [e for e in all_entries if e.kind == "confirmation" and e.confirms == entry.id]
-        findings.append(Finding(entry, history, confirmations))
-    findings.sort(key=lambda finding: (finding.history or [finding.current])[0].id)
+        current, (replaced_by, pending) = entry, changes.step(entry)
+        while replaced_by is not None:
+            history.append(current)
+            current, (replaced_by, pending) = replaced_by, changes.step(replaced_by)
+        if current.kind == "withdrawn":
+            continue
+        findings.append(Finding(current, history, changes.confirmations.get(current.id, []), pending))
     return findings
 
 
@@ -152,6 +224,7 @@ def _insert(
     supersedes: int | None = None,
     confirms: int | None = None,
     observation_id: int | None = None,
+    proposal: bool = False,
 ) -> int:
     cursor = db.execute(
         "INSERT INTO annotation (exam_id, session_id, author_id, created_at, span_start, span_end, kind, "
@@ -171,16 +244,38 @@ def _insert(
         ],
     )
     entry_id = int(cursor.lastrowid or 0)
-    audit.insert(
-        db,
-        author_id,
-        "finding_recorded",
-        exam_id,
-        session_id,
-        {"finding": entry_id, "kind": kind, "supersedes": supersedes, "confirms": confirms},
-        now,
-    )
+    detail: dict[str, Any] = {
+        "finding": entry_id,
+        "kind": kind,
+        "supersedes": supersedes,
+        "confirms": confirms,
+    }
+    if proposal:
+        detail["proposal"] = True
+    audit.insert(db, author_id, "finding_recorded", exam_id, session_id, detail, now)
     return entry_id
+
+
+def _check_text(text: str) -> None:
+    if len(text) > TEXT_MAX_CHARS:
+        raise FindingRefused(f"a finding's text is at most {TEXT_MAX_CHARS} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FindingRefused(
+            "a finding's text is not valid Unicode text (it holds a lone surrogate)"
+        ) from None
+
+
+def _check_observation(db: sqlite_utils.Database, observation_id: int, session_id: int) -> None:
+    row = db.execute("SELECT session_id FROM observation WHERE id = ?", [observation_id]).fetchone()
+    if row is None:
+        raise FindingRefused(f"there is no observation {observation_id}")
+    if row[0] != session_id:
+        raise FindingRefused(
+            f"observation {observation_id} is not an observation of this session: a finding names only an "
+            "observation of its own student's session in its own exam"
+        )
 
 
 def record(
@@ -197,20 +292,24 @@ def record(
     now: datetime,
 ) -> int:
     """Record a finding on a moment (``span_end`` None) or span; with ``supersedes``, a correction of an
-    earlier finding (which stays stored). ``verdict`` may also be ``NOTE``. Returns the new entry's id."""
+    earlier finding (which stays stored). A correction of a confirmed suspicion is a proposal until a second
+    person confirms it (:func:`is_pending`). ``verdict`` may also be ``NOTE``. Returns the new entry's id."""
     if verdict not in (*VERDICTS, NOTE):
         raise FindingRefused(f"a finding is one of {', '.join(VERDICTS)} or a {NOTE}, not {verdict!r}")
     if span_end is not None and span_end < span_start:
         raise FindingRefused("a span must end after it starts")
-    if len(text) > TEXT_MAX_CHARS:
-        raise FindingRefused(f"a finding's text is at most {TEXT_MAX_CHARS} characters")
+    _check_text(text)
     with write_transaction(db):
         _check_may_record(db, author_id)
         row = db.execute("SELECT exam_id FROM agent_session WHERE id = ?", [session_id]).fetchone()
         if row is None:
             raise FindingRefused(f"no session {session_id}")
+        if observation_id is not None:
+            _check_observation(db, observation_id, session_id)
+        proposal = False
         if supersedes is not None:
-            _check_current(db, supersedes, session_id, "correct")
+            finding = _changeable(db, supersedes, session_id, "correct")
+            proposal = finding.counts and finding.current.kind == "suspected_irregularity"
         return _insert(
             db,
             exam_id=row[0],
@@ -223,37 +322,90 @@ def record(
             now=now,
             supersedes=supersedes,
             observation_id=observation_id,
+            proposal=proposal,
         )
 
 
-def _check_current(db: sqlite_utils.Database, finding_id: int, session_id: int | None, verb: str) -> Entry:
-    target = _entry(db, finding_id)
-    if target is None or target.kind not in (*VERDICTS, NOTE):
-        raise FindingRefused(f"there is no finding {finding_id} to {verb}")
+def _locate(
+    db: sqlite_utils.Database, entry_id: int, session_id: int | None, verb: str
+) -> tuple[Entry, Finding]:
+    """The entry and the finding it is the current version or the pending proposal of; refused for an
+    entry that is neither (a superseded version, a withdrawn finding or proposal, a confirmation)."""
+    target = _entry(db, entry_id)
+    if target is None or target.kind not in (*VERDICTS, NOTE, "withdrawn"):
+        raise FindingRefused(f"there is no finding {entry_id} to {verb}")
     if session_id is not None and target.session_id != session_id:
-        raise FindingRefused(f"finding {finding_id} belongs to another session")
-    newer = db.execute("SELECT id FROM annotation WHERE supersedes = ?", [finding_id]).fetchone()
-    if newer is not None:
-        raise FindingRefused(f"finding {finding_id} was superseded by {newer[0]}: {verb} that one instead")
-    return target
+        raise FindingRefused(f"finding {entry_id} belongs to another session")
+    for finding in for_session(db, target.session_id):
+        if entry_id in (finding.current.id, finding.pending.id if finding.pending else None):
+            return target, finding
+        newer = next((e for e in finding.history if e.supersedes == entry_id), None)
+        if any(e.id == entry_id for e in finding.history):
+            newer = newer or finding.current
+            raise FindingRefused(f"finding {entry_id} was superseded by {newer.id}: {verb} that one instead")
+    if target.kind == "withdrawn":
+        raise FindingRefused(f"entry {entry_id} withdrew a finding: there is no finding {entry_id} to {verb}")
+    if target.supersedes is not None:
+        raise FindingRefused(
+            f"there is no finding {entry_id} to {verb}: it was a proposal, and was withdrawn"
+        )
+    raise FindingRefused(f"there is no finding {entry_id} to {verb}: it was withdrawn")
+
+
+def _changeable(db: sqlite_utils.Database, entry_id: int, session_id: int | None, verb: str) -> Finding:
+    """The finding whose current version ``entry_id`` is, when it may be corrected or withdrawn now."""
+    target, finding = _locate(db, entry_id, session_id, verb)
+    if finding.pending is not None:
+        pending = finding.pending
+        if pending.id == target.id:
+            raise FindingRefused(
+                f"proposal {pending.id} is waiting for a second person's confirmation: it cannot be "
+                f"corrected; its author may withdraw it and propose again"
+            )
+        raise FindingRefused(
+            f"finding {entry_id} already has proposal {pending.id} by {pending.author} waiting for a second "
+            "person's confirmation: confirm it, or its author withdraws it first"
+        )
+    return finding
+
+
+def is_pending(db: sqlite_utils.Database, entry_id: int) -> bool:
+    """Whether the entry is a proposal that still waits for a second person's confirmation."""
+    target = _entry(db, entry_id)
+    if target is None:
+        return False
+    return any(f.pending is not None and f.pending.id == entry_id for f in for_session(db, target.session_id))
 
 
 def confirm(db: sqlite_utils.Database, finding_id: int, user_id: int, now: datetime, text: str = "") -> int:
-    """A second person confirms a suspected irregularity; its author cannot."""
+    """A second person confirms a suspected irregularity, or a proposal to correct or withdraw a confirmed
+    one; the author of either cannot."""
+    _check_text(text)
     with write_transaction(db):
         _check_may_record(db, user_id)
-        target = _check_current(db, finding_id, None, "confirm")
-        if target.kind != "suspected_irregularity":
-            raise FindingRefused("only a suspected irregularity needs a confirmation")
-        if target.author_id == user_id:
-            raise FindingRefused(
-                "a suspected irregularity needs a second person: another reviewer or the exam board"
-            )
-        already = db.execute(
-            "SELECT id FROM annotation WHERE confirms = ? AND author_id = ?", [finding_id, user_id]
-        ).fetchone()
-        if already is not None:
-            raise FindingRefused(f"you already confirmed finding {finding_id}")
+        target, finding = _locate(db, finding_id, None, "confirm")
+        if finding.pending is not None and finding.pending.id == target.id:
+            if target.author_id == user_id:
+                raise FindingRefused(
+                    f"proposal {target.id} needs a second person: another reviewer or an exam-board member "
+                    "confirms it"
+                )
+        else:
+            if target.kind != "suspected_irregularity":
+                raise FindingRefused(
+                    "only a suspected irregularity or a pending proposal needs a confirmation"
+                )
+            if target.author_id == user_id:
+                raise FindingRefused(
+                    "a suspected irregularity needs a second person: another reviewer or the exam board"
+                )
+            if any(entry.author_id == user_id for entry in finding.confirmations):
+                raise FindingRefused(f"you already confirmed finding {finding_id}")
+            if finding.pending is not None:
+                raise FindingRefused(
+                    f"finding {finding_id} already counts and has proposal {finding.pending.id} to change it "
+                    "waiting: confirm the proposal, or leave it to wait"
+                )
         return _insert(
             db,
             exam_id=target.exam_id,
@@ -269,11 +421,18 @@ def confirm(db: sqlite_utils.Database, finding_id: int, user_id: int, now: datet
 
 
 def withdraw(db: sqlite_utils.Database, finding_id: int, user_id: int, now: datetime, text: str) -> int:
-    """Withdraw a finding (its author only): a new entry; the finding stays stored with its history."""
+    """Withdraw a finding, or a pending proposal (its author only): a new entry; everything stays stored
+    with its history. Withdrawing a confirmed suspicion is itself a proposal until a second person confirms
+    it."""
+    _check_text(text)
     with write_transaction(db):
-        target = _check_current(db, finding_id, None, "withdraw")
+        target, finding = _locate(db, finding_id, None, "withdraw")
+        withdrawing_proposal = finding.pending is not None and finding.pending.id == target.id
+        if not withdrawing_proposal:
+            _changeable(db, finding_id, None, "withdraw")
         if target.author_id != user_id:
-            raise FindingRefused("only its author may withdraw a finding; record your own finding instead")
+            what = "proposal" if withdrawing_proposal else "finding"
+            raise FindingRefused(f"only its author may withdraw a {what}; record your own finding instead")
         return _insert(
             db,
             exam_id=target.exam_id,
@@ -285,6 +444,9 @@ def withdraw(db: sqlite_utils.Database, finding_id: int, user_id: int, now: date
             text=text,
             now=now,
             supersedes=finding_id,
+            proposal=not withdrawing_proposal
+            and finding.counts
+            and finding.current.kind == "suspected_irregularity",
         )
 
 
@@ -293,7 +455,8 @@ def for_session(db: sqlite_utils.Database, session_id: int) -> list[Finding]:
 
 
 def as_json(finding: Finding) -> dict[str, Any]:
-    """For exports: the finding with its whole history, every entry with author and time."""
+    """For exports: the finding with its whole history, every entry with author and time, and a proposal
+    that still waits for a second person."""
 
     def entry(e: Entry) -> dict[str, Any]:
         return {
@@ -313,4 +476,5 @@ def as_json(finding: Finding) -> dict[str, Any]:
         "counts": finding.counts,
         "history": [entry(e) for e in finding.history],
         "confirmations": [entry(e) for e in finding.confirmations],
+        "pending": {**entry(finding.pending), "status": finding.pending_status} if finding.pending else None,
     }

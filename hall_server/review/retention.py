@@ -1,12 +1,16 @@
 """Retention: delete what is due, keep what the exam board holds, log the deletion.
 
 An exam is due ``retention_days`` after its end. For a due exam, every student without an open hold loses
-all rows (captures, device and site events, observations, findings, instructions, sessions, roster entry)
-and blob files. When no hold remains, the exam key is destroyed too (``wrapped`` NULL): from then on no
-copy of its blobs, backups included, can be decrypted. A held student's rows and blobs (and so the key) stay
-until the hold is lifted; the next daily run deletes them. Each run over an exam writes a ``deletion_log``
-row and an audit row. Deletion runs with ``PRAGMA secure_delete`` so freed pages are zeroed, and ends with a
-WAL checkpoint, so the database file keeps no readable remnant of a deleted row or key.
+all rows (captures, device and site events, observations, findings, instructions, sessions, roster entry,
+lifted holds) and blob files. When no hold remains, the exam key is destroyed too (``wrapped`` NULL): from
+then on no copy of its blobs, backups included, can be decrypted. A held student's rows and blobs (and so
+the key) stay until the hold is lifted; the next daily run deletes them. Each run over an exam writes a
+``deletion_log`` row (counts, never names) and an audit row. Site events no session claimed (a laptop in no
+running session: ``exam_id`` NULL) go once older than the longest retention of any exam of the hall
+(:data:`DEFAULT_RETENTION_DAYS` when there is none). Deletion runs with ``PRAGMA secure_delete`` so freed
+pages are zeroed, and ends with a WAL checkpoint, so the database file keeps no readable remnant of a
+deleted row or key. Ids are never handed out again (``AUTOINCREMENT``), so an audit row about a deleted
+session never comes to name another student.
 
 Called daily by ``invigil-server retention`` (systemd/invigil-retention.timer); holds are placed and lifted
 through ``invigil-server hold`` and the dashboard.
@@ -117,6 +121,17 @@ def due_at(ends_at: datetime, retention_days: int) -> datetime:
     return ends_at + timedelta(days=retention_days)
 
 
+#: How long unclaimed site events are kept when the hall has no exam (an exam's own default, too).
+DEFAULT_RETENTION_DAYS = 30
+
+
+def unclaimed_retention_days(db: sqlite_utils.Database) -> int:
+    """Days a site event no session claimed is kept: the longest retention of any exam, as it may belong to
+    any of them (a laptop whose agent had not enrolled yet)."""
+    row = db.execute("SELECT MAX(retention_days) FROM exam").fetchone()
+    return int(row[0]) if row[0] is not None else DEFAULT_RETENTION_DAYS
+
+
 @dataclass
 class ExamDeletion:
     exam_id: int
@@ -129,6 +144,16 @@ class ExamDeletion:
     @property
     def complete(self) -> bool:
         return not self.held_students
+
+
+@dataclass
+class RetentionRun:
+    """What one run deleted (or, dry, would delete): the due exams, and site events no session claimed
+    older than ``unclaimed_days``."""
+
+    exams: list[ExamDeletion]
+    unclaimed_site_events: int
+    unclaimed_days: int
 
 
 def due_exams(db: sqlite_utils.Database, now: datetime) -> list[ExamDeletion]:
@@ -202,7 +227,47 @@ def _delete_exam_rows(db: sqlite_utils.Database, deletion: ExamDeletion, blobs: 
         counts["roster"] = db.execute(
             "DELETE FROM roster WHERE id IN " + _in(roster_ids), roster_ids
         ).rowcount
+    # Lifted holds name a student and the board's reason: they go with that student's data.
+    counts["case_hold"] = db.execute(
+        "DELETE FROM case_hold WHERE exam_id = ? AND lifted_at IS NOT NULL AND student_number NOT IN "
+        + _in(held),
+        [exam_id, *held],
+    ).rowcount
     deletion.counts = counts
+
+
+def _unclaimed_before(now: datetime, days: int) -> str:
+    return to_wire(now - timedelta(days=days))
+
+
+def _count_unclaimed(db: sqlite_utils.Database, now: datetime, days: int) -> int:
+    return int(
+        db.execute(
+            "SELECT COUNT(*) FROM site_event WHERE exam_id IS NULL AND received_at < ?",
+            [_unclaimed_before(now, days)],
+        ).fetchone()[0]
+    )
+
+
+def _delete_unclaimed(db: sqlite_utils.Database, now: datetime, days: int, by: str) -> int:
+    with write_transaction(db):
+        removed = int(
+            db.execute(
+                "DELETE FROM site_event WHERE exam_id IS NULL AND received_at < ?",
+                [_unclaimed_before(now, days)],
+            ).rowcount
+        )
+        if removed:
+            audit.insert(
+                db,
+                None,
+                "retention_delete",
+                None,
+                None,
+                {"by": by, "counts": {"site_event": removed}, "unclaimed_older_than_days": days},
+                now,
+            )
+    return removed
 
 
 def run(
@@ -212,11 +277,14 @@ def run(
     *,
     dry_run: bool = False,
     by: str = "retention",
-) -> list[ExamDeletion]:
-    """Delete everything due at ``now``. With ``dry_run``, only report what would go (and who is held)."""
+) -> RetentionRun:
+    """Delete everything due at ``now``: the due exams' data, and site events no session claimed received
+    longer ago than :func:`unclaimed_retention_days`. With ``dry_run``, only report what would go (and who
+    is held)."""
     deletions = due_exams(db, now)
+    days = unclaimed_retention_days(db)
     if dry_run:
-        return deletions
+        return RetentionRun(deletions, _count_unclaimed(db, now, days), days)
     db.execute("PRAGMA secure_delete = ON")
     try:
         for deletion in deletions:
@@ -234,17 +302,12 @@ def run(
                         [to_wire(now), deletion.exam_id],
                     )
                     deletion.key_destroyed = True
+                # The logs outlive the data: they count the held students, never name them.
+                logged_counts = {**deletion.counts, "held_students": len(deletion.held_students)}
                 db.execute(
                     "INSERT INTO deletion_log (exam_id, at, by, complete, held_students, counts) "
-                    "VALUES (?,?,?,?,?,?)",
-                    [
-                        deletion.exam_id,
-                        to_wire(now),
-                        by,
-                        int(deletion.complete),
-                        json.dumps(deletion.held_students),
-                        json.dumps(deletion.counts),
-                    ],
+                    "VALUES (?,?,?,?,'[]',?)",
+                    [deletion.exam_id, to_wire(now), by, int(deletion.complete), json.dumps(logged_counts)],
                 )
                 audit.insert(
                     db,
@@ -252,19 +315,15 @@ def run(
                     "retention_delete",
                     deletion.exam_id,
                     None,
-                    {
-                        "by": by,
-                        "counts": deletion.counts,
-                        "held_students": deletion.held_students,
-                        "key_destroyed": deletion.key_destroyed,
-                    },
+                    {"by": by, "counts": logged_counts, "key_destroyed": deletion.key_destroyed},
                     now,
                 )
-        if deletions:
+        unclaimed = _delete_unclaimed(db, now, days, by)
+        if deletions or unclaimed:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         db.execute("PRAGMA secure_delete = OFF")
-    return deletions
+    return RetentionRun(deletions, unclaimed, days)
 
 
 def deletion_log(db: sqlite_utils.Database, exam_id: int | None = None) -> list[dict[str, Any]]:

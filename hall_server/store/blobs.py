@@ -2,7 +2,7 @@
 
 Layout: ``<data_dir>/blobs/<exam_id>/<sha[:2]>/<sha>``; ``<data_dir>/blobs/.tmp`` holds writes in progress
 (same filesystem, so the rename is atomic). A reader never sees a partial blob: a file either has its
-final name and full content, or does not exist under that name.
+final name and full content, or does not exist under that name. Files are created 0600, folders 0700.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from hall_server.store import crypto
+from hall_server.store import crypto, private_files
 
 
 def _fsync_dir(path: Path) -> None:
@@ -28,7 +28,7 @@ class BlobStore:
     def __init__(self, data_dir: str | Path) -> None:
         self.root = Path(data_dir) / "blobs"
         self.tmp = self.root / ".tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        private_files.make_dirs(self.tmp)
 
     def path_for(self, exam_id: int, sha256_hex: str) -> Path:
         # sha256_hex was checked against SHA256_RE or computed by us: it can never hold a path separator.
@@ -55,7 +55,7 @@ class BlobStore:
         finally:
             os.close(fd)
         if not final.parent.exists():
-            final.parent.mkdir(parents=True, exist_ok=True)
+            private_files.make_dirs(final.parent)
             _fsync_dir(final.parent.parent)
             _fsync_dir(final.parent.parent.parent)
         os.replace(tmp, final)

@@ -10,6 +10,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
+from hall_server.store import private_files
+
 MASTER_KEY_NAME = "master.key"
 BLOB_MAGIC = b"IVGB\x01"
 NONCE_BYTES = 12
@@ -20,23 +22,13 @@ class KeyUnavailable(Exception):
 
 
 def load_or_create_master_key(data_dir: str | Path) -> bytes:
-    """Read ``<data_dir>/master.key``; create it (mode 0600, never overwritten) on first start."""
+    """Read ``<data_dir>/master.key``; create it (mode 0600, whole or not at all, never overwritten) on first
+    start."""
     path = Path(data_dir) / MASTER_KEY_NAME
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise KeyUnavailable(
-                f"{path} is not a 32-byte key; restore it from the appliance backup"
-            ) from None
-        return key
-    key = AESGCM.generate_key(bit_length=256)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    private_files.create_once(path, AESGCM.generate_key(bit_length=256))
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise KeyUnavailable(f"{path} is not a 32-byte key; restore it from the appliance backup")
     return key
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import sqlite_utils
 
-from hall_server.store import writegate
+from hall_server.store import private_files, writegate
 from hall_server.store.migrations import MIGRATIONS
 from hall_server.store.writegate import WalSync, WriteGate
 
@@ -34,6 +35,10 @@ def connect(data_dir: str | Path, synchronous: str = "FULL") -> Store:
     ``FULL`` is kept with group commit: SQLite commits with NORMAL and :func:`write_transaction` fsyncs the
     WAL for a group of commits before returning (hall_server/store/writegate.py)."""
     path = db_path(data_dir)
+    # SQLite makes -wal and -shm with the database file's mode: create that file 0600 first. Without a data
+    # directory there is nothing to create, and sqlite3 says it cannot open the database.
+    with suppress(FileNotFoundError):
+        private_files.create_file(path)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     mode = synchronous.upper()  # value checked by load_settings
@@ -49,9 +54,9 @@ def connect(data_dir: str | Path, synchronous: str = "FULL") -> Store:
 
 def migrate(data_dir: str | Path) -> list[str]:
     """Apply pending named migrations; returns their names. Safe when several processes start at once."""
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".migrate.lock", "w") as lock:
+    data_dir = private_files.make_dirs(Path(data_dir))
+    lock = private_files.open_lock_file(data_dir / ".migrate.lock")
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         db = connect(data_dir)
         try:
@@ -60,6 +65,8 @@ def migrate(data_dir: str | Path) -> list[str]:
             return pending
         finally:
             db.close()
+    finally:
+        os.close(lock)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,37 @@ from invigil.timeutil import from_wire, to_wire, utc_now
 #: Join codes avoid characters a student confuses when reading them off a projector (0/O, 1/I/L).
 JOIN_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 JOIN_CODE_LENGTH = 8
+
+
+class BadText(ValueError):
+    """Organiser-entered text with a control character: it would break a file or header it reaches."""
+
+
+#: Besides C0/C1 controls, line and paragraph separators and lone surrogates: the bidirectional overrides
+#: and isolates, which make a name read differently from what it is.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def control_character(text: str) -> int | None:
+    """The index of the first control character in ``text`` (pure), or None. Letters of every script,
+    spaces and joiners (U+200C, U+200D: part of many names) are fine."""
+    for index, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS:
+            return index
+    return None
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` unless it holds a control character; else :class:`BadText` naming the field ``what``, the
+    character and its position. Organiser-entered text goes into files and headers; a line break there
+    starts a new line of whatever it lands in (the proxy's policy, a CSV row, a report header)."""
+    index = control_character(text)
+    if index is not None:
+        raise BadText(
+            f"{what} {text!r} contains a control character (U+{ord(text[index]):04X} at position "
+            f"{index + 1}); write it on one line, without tabs or other control characters"
+        )
+    return text
 
 
 def new_join_code() -> str:
@@ -109,6 +141,10 @@ def roster_entry(db: sqlite_utils.Database, exam_id: int, student_number: str) -
 def create_hall(
     db: sqlite_utils.Database, name: str, interface: str = "", seat_map: list[Any] | None = None
 ) -> int:
+    check_text(name, "hall name")
+    check_text(interface, "interface")
+    for entry in seat_map or []:
+        check_text(str(entry.get("seat", "")) if isinstance(entry, dict) else str(entry), "seat")
     with write_transaction(db):
         cursor = db.execute(
             "INSERT INTO hall (name, interface, seat_map, created_at) VALUES (?, ?, ?, ?)",
@@ -132,6 +168,7 @@ def create_exam(
     join_code: str | None = None,
 ) -> int:
     """Create an exam and its encryption key (wrapped by the hall master key)."""
+    check_text(title, "exam title")
     if ends_at <= starts_at:
         raise ValueError("an exam must end after it starts")
     if not 1 <= capture_interval_s <= 600:
@@ -164,6 +201,10 @@ def create_exam(
 
 def add_roster(db: sqlite_utils.Database, exam_id: int, entries: list[RosterEntry]) -> int:
     """Add or update students on an exam's roster, all or nothing; returns how many rows were written."""
+    for entry in entries:
+        check_text(entry.student_number, "student number")
+        check_text(entry.name, "student name")
+        check_text(entry.seat or "", "seat")
     with write_transaction(db):
         for entry in entries:
             db.execute(

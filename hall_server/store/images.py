@@ -38,6 +38,20 @@ def _png_dimensions(body: bytes) -> tuple[int, int]:
     return width, height
 
 
+#: PNG colour types and bit depths of one byte a pixel or less: gray (0) and palette (3), up to 8 bits.
+_SMALL_GRAY_PNG = {(0, 1), (0, 2), (0, 4), (0, 8), (3, 1), (3, 2), (3, 4), (3, 8)}
+
+
+def is_small_gray_png(body: bytes) -> bool:
+    """A PNG of gray levels or palette indices of at most 8 bits, by its header alone: what the agent
+    sends (4-bit gray), and what inflates to one byte a pixel, so a screen built of such pieces is put
+    together in bounded memory."""
+    if not body.startswith(MAGIC[0][0]) or len(body) < 33 or body[8:16] != b"\x00\x00\x00\x0dIHDR":
+        return False
+    bit_depth, colour_type = body[24], body[25]
+    return (colour_type, bit_depth) in _SMALL_GRAY_PNG
+
+
 def header_dimensions(body: bytes, max_pixels: int) -> tuple[int, int]:
     """(width, height) from the image header; ``ValueError`` naming the problem otherwise."""
     if body.startswith(MAGIC[0][0]):

@@ -3,6 +3,8 @@ add a new function instead."""
 
 from __future__ import annotations
 
+import re
+
 from sqlite_utils import Database, Migrations
 
 MIGRATIONS = Migrations("invigil")
@@ -276,5 +278,118 @@ def m004_tile_updates(db: Database) -> None:
         ALTER TABLE capture ADD COLUMN tile INTEGER;
         ALTER TABLE capture ADD COLUMN tile_map TEXT;
         ALTER TABLE capture ADD COLUMN chain_depth INTEGER NOT NULL DEFAULT 0
+        """,
+    )
+
+
+#: Tables retention deletes from whose ids the audit log names (a column, or a key of its detail): an id is
+#: never handed out again, so an old audit row never comes to point at another student's row.
+_NEVER_REUSED = {
+    "roster": ("$.roster",),
+    "agent_session": (),  # audit_log.session_id
+    "observation": ("$.observation",),
+    "instruction": (),
+    "annotation": ("$.finding", "$.supersedes", "$.confirms"),
+    "case_hold": ("$.hold",),
+}
+_ROWID_ALIAS = re.compile(r"\bid INTEGER PRIMARY KEY\b(?! AUTOINCREMENT)")
+
+
+def _highest_audited_id(db: Database, table: str) -> int:
+    """The highest id of ``table`` the audit log names, even if that row is gone."""
+    keys = _NEVER_REUSED[table]
+    # CASE evaluates lazily: json_type() never sees a detail that is not JSON.
+    ids = [
+        f"MAX(CASE WHEN json_valid(detail) THEN CASE WHEN json_type(detail, '{key}') = 'integer' "
+        f"THEN json_extract(detail, '{key}') END END)"
+        for key in keys
+    ]
+    if table == "agent_session":
+        ids.append("MAX(session_id)")
+    if not ids:
+        return 0
+    row = db.execute(f"SELECT {', '.join(ids)} FROM audit_log").fetchone()  # noqa: S608 -- fixed names
+    return max((value for value in row if value is not None), default=0)
+
+
+def _rebuild_with_autoincrement(db: Database, table: str) -> None:
+    """The table rebuild of https://sqlite.org/lang_altertable.html#otheralter: a copy declared
+    ``AUTOINCREMENT``, the rows, then the indexes and triggers of the old table, under the old name."""
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone()[0]
+    if "AUTOINCREMENT" in sql.upper():
+        return  # rebuilt by an earlier attempt that stopped before it was recorded
+    new_sql, altered = _ROWID_ALIAS.subn("id INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1)
+    new_sql, renamed = re.subn(rf'^CREATE TABLE "?{table}"?', f'CREATE TABLE "_new_{table}"', new_sql)
+    if not (altered and renamed):
+        raise RuntimeError(f"unexpected schema of table {table}: {sql}")
+    kept = [
+        row[0]
+        for row in db.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+            "AND sql IS NOT NULL ORDER BY type, name",
+            [table],
+        )
+    ]
+    columns = ", ".join(f'"{row[1]}"' for row in db.execute(f'PRAGMA table_info("{table}")'))
+    db.execute(new_sql)
+    db.execute(f'INSERT INTO "_new_{table}" ({columns}) SELECT {columns} FROM "{table}"')  # noqa: S608
+    db.execute(f'DROP TABLE "{table}"')
+    db.execute(f'ALTER TABLE "_new_{table}" RENAME TO "{table}"')
+    for statement in kept:
+        db.execute(statement)
+    # The copy set the sequence to the highest id left; ids of deleted rows the audit log names stay used.
+    floor = _highest_audited_id(db, table)
+    if not db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", [floor, table]).rowcount:
+        db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, floor])
+
+
+@MIGRATIONS(transactional=False)
+def m005_ids_never_reused(db: Database) -> None:
+    """Roster entries, sessions, observations, instructions, findings and holds get ``AUTOINCREMENT`` ids.
+
+    Without it SQLite hands the highest id out again once its row is deleted, so after retention an audit
+    row about a deleted session would name the next exam's student. SQLite cannot add AUTOINCREMENT in
+    place: each table is rebuilt. Foreign keys are switched off for the rebuild (a dropped parent table
+    would otherwise fail its children) and checked before the commit; outside sqlite-utils' migration
+    transaction, because ``PRAGMA foreign_keys`` does nothing inside one. Safe to run again."""
+    if db.conn.in_transaction:
+        raise RuntimeError("m005_ids_never_reused must run outside a transaction")
+    db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in _NEVER_REUSED:
+                _rebuild_with_autoincrement(db, table)
+            broken = db.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"foreign keys broken by the rebuild: {broken[:5]}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.execute("PRAGMA foreign_keys = ON")
+
+
+@MIGRATIONS()
+def m006_retention_keeps_counts(db: Database) -> None:
+    """Retention's traces: the deletion log counts held students instead of naming them, and site events
+    no session claimed (``exam_id`` NULL) get an index by age, by which retention deletes them."""
+    db.execute(
+        "UPDATE deletion_log SET held_students = '[]', "
+        "counts = json_set(counts, '$.held_students', json_array_length(held_students))"
+    )
+    db.execute("CREATE INDEX site_event_unclaimed ON site_event(received_at) WHERE exam_id IS NULL")
+
+
+@MIGRATIONS()
+def m007_receive_order(db: Database) -> None:
+    """The live view reads each seat's latest capture and device events by the server's receive time (an
+    agent's clock may lie), so those are indexed by it."""
+    _run_script(
+        db,
+        """
+        CREATE INDEX capture_received ON capture(session_id, received_at);
+        CREATE INDEX device_event_received ON device_event(session_id, received_at)
         """,
     )

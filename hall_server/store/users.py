@@ -18,12 +18,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from hall_server.store.db import write_transaction
+from hall_server.store.exams import BadText, check_text
 from invigil.timeutil import to_wire, utc_now
 
 #: The roles of docs/architecture.md ("exam-board" is spelled ``exam_board`` in the store).
 ROLES = ("organiser", "invigilator", "reviewer", "exam_board")
-#: Letters, digits and ``._@-``: what fits in a URL, a log line and a login form without escaping.
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+#: Letters, digits and ``._@-``: what fits in a URL, a log line and a login form without escaping. ``\Z``,
+#: not ``$``: a name with a trailing newline is not a name.
+USERNAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 PASSWORD_MIN_CHARS = 10
 
 _hasher = PasswordHasher()
@@ -57,9 +59,17 @@ def check_role(role: str) -> str:
 
 
 def check_username(username: str) -> str:
-    if not USERNAME_RE.match(username):
+    if not USERNAME_RE.fullmatch(username):
         raise UserError(f"bad username {username!r}: use 1-64 letters, digits and . _ @ - (start alnum)")
     return username
+
+
+def check_display_name(display_name: str) -> str:
+    """The name the dashboard shows: any letters, but no control character (it reaches pages and logs)."""
+    try:
+        return check_text(display_name, "display name")
+    except BadText as exc:
+        raise UserError(str(exc)) from None
 
 
 def check_password(password: str) -> str:
@@ -84,6 +94,7 @@ def create_user(
 ) -> int:
     """Create a user with its roles; raises ``UserError`` for a bad name, role or password or a taken name."""
     check_username(username)
+    check_display_name(display_name)
     if not roles:
         raise UserError("a user needs at least one role")
     for role in roles:

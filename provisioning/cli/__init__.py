@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from hall_server.store.crypto import KeyUnavailable
+from hall_server.store.exams import BadText
 from hall_server.store.users import UserError
 from provisioning.cli.context import Session, render_failure
 from provisioning.cli.exam import exam, joincode, roster
@@ -25,7 +26,7 @@ class RootGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ProvisioningError, UserError, KeyUnavailable) as exc:
+        except (ProvisioningError, UserError, KeyUnavailable, BadText) as exc:
             session = ctx.obj if isinstance(ctx.obj, Session) else None
             render_failure(exc, session.as_json if session else False)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from hall_server.store import private_files
 from provisioning import bundle as agent_bundle
-from provisioning import certs as cert_files
 from provisioning import exams, halls, tlsdir
 from provisioning.cli.context import Session
 from provisioning.errors import Conflict, NotFound
@@ -137,7 +137,8 @@ def bundle(
 ) -> None:
     """Write the agent bundle for EXAM_ID (or --hall NAME): hall, protocol version, hall CA, server URLs.
 
-    Students start the agent with it; the agent trusts only this CA (docs/provisioning.md).
+    Students start the agent with it; the agent trusts only this CA (docs/provisioning.md). Like every file
+    the appliance writes it is created 0600; it holds no secret, so copy it to wherever students get it.
 
     \b
     Example:
@@ -166,7 +167,7 @@ def bundle(
     names = tlsdir.server_names(directory)
     urls = [agent_bundle.check_server_url(url, names) for url in server_urls]
     document = agent_bundle.build_bundle(hall_name, ca_pem.read_bytes(), urls, exam_info)
-    cert_files.write_file(out_file, agent_bundle.dumps(document).encode(), 0o644)
+    private_files.write_file(out_file, agent_bundle.dumps(document).encode())
     session.emit(
         {"path": str(out_file), **document},
         f"wrote {out_file}: hall {hall_name!r}, {len(urls)} server URL(s), CA sha256 "

@@ -89,6 +89,7 @@ def user_create(
                 f"{existing['display_name']!r}; add tasks with `invigil-provision user assign`"
             )
         users.check_username(username)  # before the prompt: no typing a password for a refused name
+        users.check_display_name(display_name)
         user_id = users.create_user(
             store, username, _password(session, password_file), list(roles), display_name
         )

@@ -124,6 +124,27 @@ def test_checker_reports_changes_only():
         payloads.parse_device_events({"events": [event.as_wire()]})
 
 
+def test_a_new_monitor_layout_is_reported_once_by_the_check_before_each_capture():
+    """The capture loop reports a new layout before it grabs the new screens (the server refuses a screen
+    of a size no reported monitor has), and the interval's full check does not report it again."""
+    monitors = [{"left": 0, "top": 0, "width": 1920, "height": 1080}]
+    checker = DeviceChecker(
+        CATEGORIES,
+        new_id=lambda: "event-0001",
+        list_monitors=lambda: monitors,
+        list_interfaces=dict,
+        list_processes=list,
+    )
+    assert [e.detail["count"] for e in checker.check_monitors(NOW)] == [1]
+    assert checker.check_monitors(NOW) == []
+    monitors.append({"left": 1920, "top": 0, "width": 2560, "height": 1440})
+    assert [e.detail["geometry"] for e in checker.check_monitors(NOW)] == [
+        [[0, 0, 1920, 1080], [1920, 0, 2560, 1440]]
+    ]
+    assert [e.kind for e in checker.check(NOW)] == []
+    assert DeviceChecker(CATEGORIES, new_id=lambda: "event-0002").check_monitors(NOW) == []
+
+
 def test_organisers_extend_the_categories_with_a_file(tmp_path):
     extra = tmp_path / "ours.json"
     extra.write_text(json.dumps({"categories": {"messaging": ["campus-chat*"]}}))

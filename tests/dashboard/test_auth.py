@@ -107,3 +107,20 @@ def test_a_user_without_assignment_sees_no_exam(app, halls):
     page = client.get("/dashboard/").get_data(as_text=True)
     assert "No exam is assigned to you" in page
     assert client.get(f"/dashboard/exams/{halls[0].exam_id}").status_code == 404
+
+
+def test_every_page_and_answer_carries_the_strict_security_headers(app, halls):
+    """No inline or foreign script, no framing, no sniffing: on pages, JSON answers and errors alike."""
+    client = app.test_client()
+    _login(client, "anna", PASSWORD)
+    for path in (
+        "/dashboard/login",
+        "/dashboard/",
+        f"/dashboard/exams/{halls[0].exam_id}/hall.json",
+        "/dashboard/x",
+    ):
+        answer = client.get(path, follow_redirects=True)
+        policy = answer.headers.get("Content-Security-Policy", "")
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy, path
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, path
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", path

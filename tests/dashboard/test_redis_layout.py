@@ -1,8 +1,10 @@
 """The Redis layout: ingest in its own gunicorn (two workers) emits through a real redis-server; one live
-process serves the dashboard and its Socket.IO and relays those events to the browsers of the room."""
+process serves the dashboard and its Socket.IO and relays those events to the browsers of the room. Redis
+runs as docs/dashboard.md says: on loopback with a password, which the --message-queue URL carries."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import threading
@@ -27,6 +29,7 @@ def redis_url(tmp_path) -> Iterator[str]:
         pytest.skip("needs Debian's redis-server (apt-get install redis-server)")
     redis = pytest.importorskip("redis")
     port = free_port()
+    password = secrets.token_urlsafe(24)
     process = subprocess.Popen(
         [
             binary,
@@ -34,6 +37,8 @@ def redis_url(tmp_path) -> Iterator[str]:
             str(port),
             "--bind",
             "127.0.0.1",
+            "--requirepass",
+            password,
             "--save",
             "",
             "--appendonly",
@@ -44,7 +49,7 @@ def redis_url(tmp_path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     try:
         client = redis.Redis.from_url(url)
         for _ in range(100):
@@ -54,6 +59,11 @@ def redis_url(tmp_path) -> Iterator[str]:
                     break
             except redis.ConnectionError:
                 time.sleep(0.05)
+        # Whoever reaches the port (a tunnel through the proxy, another local user) gets nothing without it.
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port, password="guess").ping()
         yield url
     finally:
         process.terminate()

@@ -3,10 +3,15 @@ and an 'internet' behind the appliance, joined by veth pairs that exist only ins
 
 ``ip netns exec`` bind-mounts /etc/netns/NAME/hosts over /etc/hosts, so names resolve inside a
 namespace only; the folder is removed with the namespaces. Nothing is sent outside the namespaces.
+
+``InNamespace`` runs code of this test process on a thread that has entered a namespace (setns(2) moves
+only the calling thread): the sockets it makes belong to that namespace, and keep belonging to it when
+other threads use them.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -15,12 +20,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
 
 BIN = Path(sys.executable).parent
 
@@ -64,10 +74,13 @@ class HallNet:
         return process
 
     def hosts(self, ns: str, entries: dict[str, str]) -> None:
+        """Names for the processes started in ``ns``. Any other name fails at once: the resolver there is
+        loopback, where no DNS server listens."""
         folder = Path("/etc/netns") / ns
         folder.mkdir(parents=True, exist_ok=True)
-        lines = ["127.0.0.1 localhost", *(f"{ip} {name}" for name, ip in entries.items())]
+        lines = ["127.0.0.1 localhost", "::1 localhost", *(f"{ip} {name}" for name, ip in entries.items())]
         (folder / "hosts").write_text("\n".join(lines) + "\n")
+        (folder / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
     def stop_processes(self) -> None:
         for process in self.processes:
@@ -114,6 +127,67 @@ def hall_net() -> Iterator[HallNet]:
         for ns in names:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+
+
+class InNamespace:
+    """One thread inside network namespace ``ns``; ``call(fn, ...)`` runs ``fn`` there, returns its result."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"netns-{ns}", initializer=self._enter)
+
+    def _enter(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {self.ns} failed")
+        finally:
+            os.close(fd)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._thread.submit(fn, *args, **kwargs).result()
+
+    def close(self) -> None:
+        self._thread.shutdown()
+
+
+@dataclass
+class NamespacedServer:
+    """The real hall server inside ``hn.appliance_ns`` on every address there; ``stop``/``start`` again
+    on the same port."""
+
+    hn: HallNet
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """On the hall network."""
+        return f"http://{self.hn.appliance_ip}:{self.port}"
+
+    @property
+    def loopback_url(self) -> str:
+        """Where the proxy and sentinel on the appliance reach it."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30) -> NamespacedServer:
+        self.process = self.hn.start(
+            self.hn.appliance_ns,
+            [
+                str(BIN / "invigil-server"),
+                *("serve", "--data-dir", str(self.data_dir), "--bind", f"0.0.0.0:{self.port}"),
+            ],
+            self.data_dir.parent / f"server-{self.hn.tag}.log",
+        )
+        wait_http(self.hn, self.hn.appliance_ns, f"{self.loopback_url}/api/v1/health", timeout_s)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(15)
 
 
 def start_hall_server(hn: HallNet, data_dir: Path, port: int, timeout_s: float = 30) -> str:

@@ -1,4 +1,5 @@
-"""The site-event queue (netpolicy.events) with an injected post: bounded, drops oldest, retries."""
+"""The site-event queue (netpolicy.events) with an injected post: bounded, drops oldest, retries; and the
+events it builds, which the hall server must accept."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from invigil.payloads import parse_site_events
-from netpolicy.events import Refused, SiteEventSender, batches, make_site_event
+from netpolicy.events import Refused, SiteEventSender, batches, make_site_event, read_token
 
 
 def wait_for(condition, timeout_s: float = 5.0) -> bool:
@@ -29,6 +30,39 @@ def test_events_are_wire_valid_even_from_odd_input():
     assert len(parsed.reason) == 200 and "\x00" not in parsed.url and len(parsed.url) <= 2048
     with pytest.raises(ValueError):
         make_site_event("not-an-ip", "x", True, "")
+
+
+@pytest.mark.parametrize(
+    ("host", "sent"),
+    [
+        ("EXAM.example.NL.", "exam.example.nl"),
+        ("2130706433", "127.0.0.1"),
+        ("[::ffff:10.0.0.9]", "10.0.0.9"),
+        ("b\u00fccher.example", "xn--bcher-kva.example"),
+        ('=HYPERLINK("http://evil.example")', "invalid"),  # a TLS server name is the client's to choose
+        ("exam..example.nl", "invalid"),
+        ("", "invalid"),
+    ],
+)
+def test_every_host_is_sent_in_a_form_the_hall_server_accepts(host, sent):
+    event = make_site_event("10.0.0.7", host, False, "invalid TLS server name")
+    (parsed,) = parse_site_events({"events": [event.as_wire()]})
+    assert parsed.host == sent
+    if sent == "invalid":
+        assert parsed.reason.startswith("invalid TLS server name (host as seen: ")
+        assert repr(host[:60]) in parsed.reason
+
+
+def test_the_sender_needs_the_service_token(tmp_path):
+    with pytest.raises(ValueError, match="only with its service token"):
+        SiteEventSender("http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="no service token file given"):
+        read_token("")
+    (tmp_path / "service.token").write_text("  \n")
+    with pytest.raises(ValueError, match="is empty"):
+        read_token(str(tmp_path / "service.token"))
+    (tmp_path / "service.token").write_text("s3cret\n")
+    assert read_token(str(tmp_path / "service.token")) == "s3cret"
 
 
 def test_batches_respect_count_and_size():

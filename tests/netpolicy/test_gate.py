@@ -90,3 +90,12 @@ def test_command_line_runs_mitmdump_with_the_addon_and_fixed_settings(tmp_path):
     ):
         assert setting in command
     assert command[-1] == "-q" and "mitmweb" not in " ".join(command)
+
+
+def test_command_line_needs_the_service_token_with_a_server_url(tmp_path, capsys):
+    policy = tmp_path / "exam.policy"
+    policy.write_text("allow exam.example.nl\n")
+    with pytest.raises(SystemExit) as stopped:
+        proxy_cli.main(["--policy", str(policy), "--server-url", "http://127.0.0.1:8080", "--print-command"])
+    assert stopped.value.code == 2
+    assert "--service-token-file is required with --server-url" in capsys.readouterr().err

@@ -36,6 +36,12 @@ def test_ruleset_redirects_web_and_drops_the_rest_with_named_counters() -> None:
     assert "tcp dport 8081 ct status dnat accept" in rules  # only redirected connections reach the proxy
     assert "tcp dport { 8443, 9000 } accept" in rules
     assert "udp dport 443 counter name dropped_quic drop" in rules
+    # Loopback is never reached from the hall, whatever net.ipv4.conf.*.route_localnet says.
+    assert "ip daddr 127.0.0.0/8 counter name dropped_loopback drop" in rules
+    assert "ip6 daddr ::1 counter name dropped_loopback drop" in rules
+    assert rules.index("dropped_loopback drop") < rules.index(
+        "fib daddr type { local, broadcast, multicast } accept"
+    )
     assert "th dport { 53, 853 } counter name dropped_dns drop" in rules
     for name in COUNTERS:
         assert f"counter {name} {{" in rules
@@ -58,6 +64,9 @@ def test_ruleset_redirects_web_and_drops_the_rest_with_named_counters() -> None:
         ({"proxy_workers": 0}, "proxy workers must be 1 to 64"),
         ({"service_tcp_ports": (0,)}, "not a port number"),
         ({"dhcp_lease": "forever"}, "DHCP lease"),
+        # A trailing newline would add a line to the generated nftables or dnsmasq configuration.
+        ({"hall_interface": "enp2s0\n"}, "not an interface name"),
+        ({"dhcp_lease": "4h\n"}, "DHCP lease"),
         ({"upstream_dns": ("dns.google",)}, "does not appear to be an IPv4 or IPv6 address"),
     ],
 )
@@ -143,12 +152,23 @@ def fetch(name, ip):
         return f"refused: {type(exc).__name__}"
 results["allowed"] = fetch("allowed.exam.test", allowed_ip)
 results["blocked"] = fetch("chat.blocked.test", blocked_ip)
+results["loopback"] = fetch("localhost", allowed_ip)  # allowed by the policy, but it is the appliance
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # QUIC's port
     for _ in range(3):
         udp.sendto(b"\\xc0quic-initial", (allowed_ip, 443))
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # a resolver that is not the appliance
     udp.sendto(bytes.fromhex("1234010000010000000000000000010001"), (blocked_ip, 53))
 print(json.dumps(results))
+"""
+
+
+LOOPBACK_SERVICE = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", 443))
+while True:
+    conn, _ = server.accept()
+    print("connected", flush=True)
+    conn.close()
 """
 
 
@@ -170,7 +190,7 @@ def test_laptop_behind_the_appliance_reaches_allowed_site_only(tmp_path: Path, p
     for name, pem in (("ca.pem", ca.cert_pem), ("cert.pem", issued.cert_pem), ("key.pem", issued.key_pem)):
         (tmp_path / name).write_bytes(pem)
     policy = tmp_path / "exam.policy"
-    policy.write_text("allow allowed.exam.test\nblock *.blocked.test\n")
+    policy.write_text("allow allowed.exam.test\nallow localhost\nblock *.blocked.test\n")
     with hall_net() as hn:
         allowed_ip, blocked_ip = hn.internet_ip, hn.internet_ip.rsplit(".", 1)[0] + ".99"
         hn.hosts(hn.appliance_ns, {"allowed.exam.test": allowed_ip})  # the proxy resolves the SNI name
@@ -186,6 +206,8 @@ def test_laptop_behind_the_appliance_reaches_allowed_site_only(tmp_path: Path, p
         rules.write_text(nft_ruleset(gateway))
         hn.run(hn.appliance_ns, "nft", "-f", str(rules))
         server_url = start_hall_server(hn, exam.data_dir, port)
+        loopback_log = tmp_path / "loopback-service.log"
+        hn.start(hn.appliance_ns, [sys.executable, "-c", LOOPBACK_SERVICE], loopback_log)
         hn.start(
             hn.internet_ns,
             [sys.executable, "-c", ORIGIN, allowed_ip, str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")],
@@ -200,6 +222,7 @@ def test_laptop_behind_the_appliance_reaches_allowed_site_only(tmp_path: Path, p
                     *("--policy", str(policy), "--mode", "transparent"),
                     *("--listen-host", hn.appliance_ip, "--listen-port", str(worker_port)),
                     *("--server-url", f"http://127.0.0.1:{port}", "--confdir", str(tmp_path / "conf")),
+                    *("--service-token-file", str(exam.data_dir / "service.token")),
                     "--",
                     *("--set", f"ssl_verify_upstream_trusted_ca={tmp_path / 'ca.pem'}"),
                 ],
@@ -216,27 +239,38 @@ def test_laptop_behind_the_appliance_reaches_allowed_site_only(tmp_path: Path, p
         )
         assert results["allowed"] == "allowed site /exam", [log.read_text()[-2000:] for log in logs]
         assert results["blocked"].startswith("refused"), results
-        # nft spread the two connections over the two workers (numgen inc): each decided one.
+        assert results["loopback"].startswith("refused"), results
+        assert "connected" not in loopback_log.read_text()  # the appliance's own port 443 was never reached
+        # nft spread the connections over the two workers (numgen inc): each decided some. The TLS name
+        # localhost is allowed by the policy, then refused before the proxy connects: two lines.
         decisions = [
             [line for line in log.read_text().splitlines() if f" {hn.laptop_ip} " in line] for log in logs
         ]
-        assert [len(lines) for lines in decisions] == [1, 1], decisions
+        assert sum(len(lines) for lines in decisions) == 4 and all(decisions), decisions
 
         def stored() -> list[tuple]:
             store = db.connect(exam.data_dir)
             try:
                 return store.execute(
-                    "SELECT host, decision, client_ip, session_id, source FROM site_event ORDER BY host"
+                    "SELECT host, decision, client_ip, session_id, source, reason FROM site_event "
+                    "ORDER BY host, decision"
                 ).fetchall()
             finally:
                 store.close()
 
-        events = wait_for(lambda: len(stored()) >= 2 and stored(), 15)
+        events = wait_for(lambda: len(stored()) >= 4 and stored(), 15)
         session_id = stored_session(exam.data_dir, hn.laptop_ip)
-        assert sorted(events) == [
+        assert sorted(event[:5] for event in events) == [
             ("allowed.exam.test", "allowed", hn.laptop_ip, session_id, "proxy"),
             ("chat.blocked.test", "blocked", hn.laptop_ip, session_id, "proxy"),
+            ("localhost", "allowed", hn.laptop_ip, session_id, "proxy"),
+            ("localhost", "blocked", hn.laptop_ip, session_id, "proxy"),
         ]
+        refusal = next(event[5] for event in events if event[0] == "localhost" and event[1] == "blocked")
+        assert refusal.startswith(
+            f"appliance rule: the proxy connects to this appliance only for the hall "
+            f"server's agent API (127.0.0.1:{port})"
+        )
         seen = counters(hn, hn.appliance_ns)
         assert seen["web_redirected"] >= 2 and seen["dropped_quic"] == 3 and seen["dropped_dns"] == 1, seen
         assert seen["dropped_inbound"] == 0

@@ -97,6 +97,7 @@ def test_normalize_host(host: str, canonical: str) -> None:
         ("exam.example.nl:443", "may hold only"),
         ("user@exam.example.nl", "may hold only"),
         ("exam/example.nl", "may hold only"),
+        ("exam\n.example.nl", "may hold only"),  # a newline inside the name is never a policy line
         ("-exam.example.nl", "may not start or end with '-'"),
         ("exam-.example.nl", "may not start or end with '-'"),
         ("fa\u00df.example", "xn--"),  # ß: IDNA2003 and browsers disagree

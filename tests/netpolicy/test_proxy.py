@@ -1,12 +1,16 @@
-"""The proxy end to end: real mitmdump (from .venv-proxy, started by ``invigil-proxy``) with our addon,
-real HTTP/HTTPS clients and raw sockets, local origins, and the real hall server receiving site events.
+"""The proxy end to end: real mitmdump (from .venv-proxy, started by ``invigil-proxy``) with our addon in an
+appliance namespace, real HTTP/HTTPS clients and raw sockets on a laptop, origins behind the appliance, and
+the real hall server receiving site events (``conftest.proxy_hall``).
 
 Hosts that must be blocked are never resolved (``connection_strategy=lazy``: nothing is contacted before the
-decision), so the tricky names below need no DNS; allowed traffic goes to origins on 127.0.0.1/localhost.
+decision), so the tricky names below need no DNS; the allowed names resolve through the appliance's hosts
+file to the origins.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import socket
 import ssl
@@ -21,18 +25,24 @@ from hall_server.store import db
 
 PLAIN_POLICY = """\
 # Linear Algebra, hall A
-allow localhost
-allow 127.0.0.1
+allow site.exam.test
 allow exam.example.nl
 allow docs.python.org/3/library/
+allow {origin_ip}
+allow localhost
+allow 127.0.0.1
+allow ::1
+allow hall.exam.test
+allow sneaky.exam.test
+allow rebind.exam.test
 block 127.0.0.2
 block *.chatgpt.com
-block 10.0.0.0/8
+block 192.168.0.0/16
 """
 
 INTERCEPT_POLICY = """\
-allow localhost/allowed/
-block localhost/allowed/secret
+allow site.exam.test/allowed/
+block site.exam.test/allowed/secret
 block *.chatgpt.com
 """
 
@@ -54,39 +64,32 @@ def write_policy(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def plain_policy(hall) -> str:
+    return PLAIN_POLICY.format(origin_ip=hall.hn.internet_ip)
+
+
 @pytest.fixture(scope="module")
-def plain_proxy(proxy_factory, hall, tmp_path_factory):
-    exam, server = hall
-    folder = tmp_path_factory.mktemp("plain-proxy")
-    policy = folder / "exam.policy"
-    policy.write_text(PLAIN_POLICY)
-    proxy = proxy_factory(
-        policy,
-        folder / "mitmdump.log",
-        args=["--server-url", server.url, "--exam-title", "Linear Algebra", "--policy-poll-ms", "100"],
-        extra=["--set", "invigil_retry_max_s=1", "--set", f"confdir={folder / 'conf'}"],
-    ).start()
+def plain_proxy(proxy_factory, proxy_hall):
+    proxy = proxy_hall.proxy(
+        proxy_factory,
+        "plain",
+        plain_policy(proxy_hall),
+        *("--exam-title", "Linear Algebra", "--policy-poll-ms", "100"),
+        extra=("--set", "invigil_retry_max_s=1"),
+    )
     yield proxy
     proxy.stop()
 
 
 @pytest.fixture(scope="module")
-def intercepting_proxy(proxy_factory, hall, https_origin, tmp_path_factory):
-    exam, server = hall
-    folder = tmp_path_factory.mktemp("intercepting-proxy")
-    policy = folder / "exam.policy"
-    policy.write_text(INTERCEPT_POLICY)
-    proxy = proxy_factory(
-        policy,
-        folder / "mitmdump.log",
-        args=["--intercept", "--server-url", server.url, "--exam-title", "Linear Algebra <B>"],
-        extra=[
-            "--set",
-            f"confdir={folder / 'conf'}",
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={https_origin.ca_file}",
-        ],
-    ).start()
+def intercepting_proxy(proxy_factory, proxy_hall):
+    proxy = proxy_hall.proxy(
+        proxy_factory,
+        "intercepting",
+        INTERCEPT_POLICY,
+        *("--intercept", "--exam-title", "Linear Algebra <B>"),
+        extra=("--set", f"ssl_verify_upstream_trusted_ca={proxy_hall.https_origin.ca_file}"),
+    )
     yield proxy
     proxy.stop()
 
@@ -101,16 +104,20 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def raw_get(proxy, url: str, host_header: str) -> tuple[int, str]:
-    """A GET in absolute form, written byte for byte (no client library tidies the URL up)."""
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+def _raw_get(proxy, url: str, host_header: str) -> tuple[int, str]:
+    with socket.create_connection((proxy.listen_host, proxy.port), timeout=10) as sock:
         sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n".encode())
         answer = _read_all(sock).decode("utf-8", "replace")
     return int(answer.split(" ", 2)[1]), answer
 
 
-def open_tunnel(proxy, target: str) -> tuple[int, str, socket.socket]:
-    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+def raw_get(hall, proxy, url: str, host_header: str) -> tuple[int, str]:
+    """From the laptop: a GET in absolute form, written byte for byte (no client library tidies it up)."""
+    return hall.laptop.call(_raw_get, proxy, url, host_header)
+
+
+def _open_tunnel(proxy, target: str) -> tuple[int, str, socket.socket]:
+    sock = socket.create_connection((proxy.listen_host, proxy.port), timeout=10)
     sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head and len(head) < 65536:
@@ -128,9 +135,20 @@ def open_tunnel(proxy, target: str) -> tuple[int, str, socket.socket]:
     return status, body.decode("utf-8", "replace"), sock
 
 
+def open_tunnel(hall, proxy, target: str) -> tuple[int, str, socket.socket]:
+    """From the laptop: CONNECT; returns the status, the body of a refusal and the socket."""
+    return hall.laptop.call(_open_tunnel, proxy, target)
+
+
 def tls_over(sock: socket.socket, server_name: str, ca_file: Path) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=str(ca_file))
     return context.wrap_socket(sock, server_hostname=server_name)
+
+
+def laptop_get(hall, url: str, proxy, verify: str | bool = True) -> requests.Response:
+    """From the laptop: ``requests.get`` through the proxy, as a browser would."""
+    proxies = {"http": proxy.url, "https": proxy.url}
+    return hall.laptop.call(requests.get, url, proxies=proxies, verify=verify, timeout=10)
 
 
 def site_events(exam, marker: str = "") -> list[dict]:
@@ -138,8 +156,8 @@ def site_events(exam, marker: str = "") -> list[dict]:
     try:
         rows = store.execute(
             "SELECT exam_id, client_ip, host, url, decision, reason, source FROM site_event "
-            "WHERE coalesce(url, '') LIKE ? ORDER BY time",
-            [f"%{marker}%"],
+            "WHERE coalesce(url, '') LIKE ? OR reason LIKE ? ORDER BY time",
+            [f"%{marker}%", f"%{marker}%"],
         ).fetchall()
     finally:
         store.close()
@@ -150,23 +168,26 @@ def site_events(exam, marker: str = "") -> list[dict]:
 # ------------------------------------------------------------------------------ without interception
 
 
-def test_allowed_tls_passes_through_untouched(plain_proxy, https_origin):
-    proxies = {"https": plain_proxy.url}
-    answer = requests.get(
-        f"https://localhost:{https_origin.port}/hello",
-        proxies=proxies,
-        verify=str(https_origin.ca_file),
-        timeout=10,
+def test_allowed_tls_passes_through_untouched(plain_proxy, proxy_hall):
+    https_origin = proxy_hall.https_origin
+    answer = laptop_get(
+        proxy_hall,
+        f"https://site.exam.test:{https_origin.port}/hello",
+        plain_proxy,
+        str(https_origin.ca_file),
     )
     assert answer.status_code == 200 and answer.text == "origin https /hello"
 
-    status, _, sock = open_tunnel(plain_proxy, f"localhost:{https_origin.port}")
+    status, _, sock = open_tunnel(proxy_hall, plain_proxy, f"site.exam.test:{https_origin.port}")
     assert status == 200
-    with tls_over(sock, "localhost", https_origin.ca_file) as tls:
+    with tls_over(sock, "site.exam.test", https_origin.ca_file) as tls:
         # The client sees the origin's own certificate: the proxy did not terminate TLS.
         assert ssl.DER_cert_to_PEM_cert(
             tls.getpeercert(binary_form=True)
         ).encode() == https_origin.cert_pem.replace(b"\r\n", b"\n")
+    # The tunnels went to the address the appliance rule checked (pinned), not to a second lookup of the name.
+    assert f"server connect {proxy_hall.hn.internet_ip}:{https_origin.port}\n" in plain_proxy.log()
+    assert f"server connect site.exam.test:{https_origin.port}" not in plain_proxy.log()
 
 
 @pytest.mark.parametrize(
@@ -187,37 +208,38 @@ def test_allowed_tls_passes_through_untouched(plain_proxy, https_origin):
         ("0177.0.0.02:443", 403, "block 127.0.0.2"),  # octal parts
         ("127.2:443", 403, "block 127.0.0.2"),  # short form
         ("[::ffff:127.0.0.2]:443", 403, "block 127.0.0.2"),  # IPv4-mapped IPv6
-        ("10.1.2.3:443", 403, "block 10.0.0.0/8"),
-        ("167772161:443", 403, "block 10.0.0.0/8"),  # 10.0.0.1
+        ("192.168.2.3:443", 403, "block 192.168.0.0/16"),
+        ("3232235777:443", 403, "block 192.168.0.0/16"),  # 192.168.1.1
         ("exam.example.nl.evil:443", 403, "default deny"),
     ],
 )
-def test_connect_is_decided_on_the_host(plain_proxy, target, expected, reason):
-    status, body, sock = open_tunnel(plain_proxy, target)
+def test_connect_is_decided_on_the_host(plain_proxy, proxy_hall, target, expected, reason):
+    status, body, sock = open_tunnel(proxy_hall, plain_proxy, target)
     sock.close()
     assert status == expected, body
     if expected == 403:
         assert "Blocked by the exam's network policy" in body and reason in body
 
 
-@pytest.mark.parametrize("sni", ["chat.chatgpt.com", "exam.example.nl", "localhost.attacker.net"])
-def test_connect_to_an_allowed_host_with_another_tls_name_is_refused(plain_proxy, https_origin, sni):
+@pytest.mark.parametrize("sni", ["chat.chatgpt.com", "exam.example.nl", "site.exam.test.attacker.net"])
+def test_connect_to_an_allowed_host_with_another_tls_name_is_refused(plain_proxy, proxy_hall, sni):
+    https_origin = proxy_hall.https_origin
     before = https_origin.server.handshakes
-    status, _, sock = open_tunnel(plain_proxy, f"localhost:{https_origin.port}")
+    status, _, sock = open_tunnel(proxy_hall, plain_proxy, f"site.exam.test:{https_origin.port}")
     assert status == 200
     with pytest.raises(OSError):  # ssl.SSLError, EOF or reset: no ServerHello ever comes
-        tls_over(sock, sni, https_origin.ca_file).recv(1)
+        proxy_hall.laptop.call(lambda: tls_over(sock, sni, https_origin.ca_file).recv(1))
     sock.close()
     assert https_origin.server.handshakes == before  # the origin was never contacted
-    assert f"TLS server name {sni} does not match CONNECT host localhost" in plain_proxy.log()
+    assert f"TLS server name {sni} does not match CONNECT host site.exam.test" in plain_proxy.log()
 
 
 @pytest.mark.parametrize(
     ("url", "host_header", "expected", "reason"),
     [
-        ("http://localhost:{http}/page", "localhost:{http}", 200, ""),
-        ("http://LocalHost:{http}/case", "LOCALHOST:{http}", 200, ""),
-        ("http://2130706433:{http}/decimal", "2130706433:{http}", 200, ""),  # 127.0.0.1 spelled as a number
+        ("http://site.exam.test:{http}/page", "site.exam.test:{http}", 200, ""),
+        ("http://Site.Exam.Test:{http}/case", "SITE.EXAM.TEST:{http}", 200, ""),
+        ("http://{decimal}:{http}/decimal", "{decimal}:{http}", 200, ""),  # the origin's IPv4 as a number
         ("http://2130706434:{http}/", "2130706434:{http}", 403, "block 127.0.0.2"),
         ("http://0x7f.0.0.2:{http}/", "0x7f.0.0.2:{http}", 403, "block 127.0.0.2"),
         ("http://chat.chatgpt.com/", "chat.chatgpt.com", 403, "block *.chatgpt.com"),
@@ -225,13 +247,17 @@ def test_connect_to_an_allowed_host_with_another_tls_name_is_refused(plain_proxy
         ("http://docs.python.org/3/", "docs.python.org", 403, "no rule allows path /3/ on docs.python.org"),
         ("http://docs.python.org/3/library/../../x", "docs.python.org", 403, "no rule allows path"),
         # Host header naming another site than the request target: fronting.
-        ("http://localhost:{http}/front", "chat.chatgpt.com", 403, "does not match the requested host"),
-        ("http://localhost:{http}/front", "localhost@chat.chatgpt.com", 403, "does not match"),
+        ("http://site.exam.test:{http}/front", "chat.chatgpt.com", 403, "does not match the requested host"),
+        ("http://site.exam.test:{http}/front", "site.exam.test@chat.chatgpt.com", 403, "does not match"),
     ],
 )
-def test_plain_http_is_decided_on_the_url(plain_proxy, http_origin, url, host_header, expected, reason):
-    url, host_header = url.format(http=http_origin.port), host_header.format(http=http_origin.port)
-    status, answer = raw_get(plain_proxy, url, host_header)
+def test_plain_http_is_decided_on_the_url(plain_proxy, proxy_hall, url, host_header, expected, reason):
+    fields = {
+        "http": proxy_hall.http_origin.port,
+        "decimal": int(ipaddress.ip_address(proxy_hall.hn.internet_ip)),
+    }
+    url, host_header = url.format(**fields), host_header.format(**fields)
+    status, answer = raw_get(proxy_hall, plain_proxy, url, host_header)
     assert status == expected, answer[:500]
     if expected == 403:
         assert "This site is blocked during the exam" in answer and "Linear Algebra" in answer
@@ -240,64 +266,154 @@ def test_plain_http_is_decided_on_the_url(plain_proxy, http_origin, url, host_he
         assert answer.endswith(f"origin http /{url.rsplit('/', 1)[1]}")
 
 
-def test_userinfo_in_the_url_does_not_hide_the_host(plain_proxy, http_origin):
+def test_userinfo_in_the_url_does_not_hide_the_host(plain_proxy, proxy_hall):
+    http_origin = proxy_hall.http_origin
     served = len(http_origin.seen)
-    trick = f"http://localhost:{http_origin.port}@127.0.0.2:{http_origin.port}/userinfo"
-    status, answer = raw_get(plain_proxy, trick, f"127.0.0.2:{http_origin.port}")
+    trick = f"http://site.exam.test:{http_origin.port}@127.0.0.2:{http_origin.port}/userinfo"
+    status, answer = raw_get(proxy_hall, plain_proxy, trick, f"127.0.0.2:{http_origin.port}")
     assert status in (400, 403), answer[:300]  # mitmproxy refuses the form, or the policy blocks 127.0.0.2
-    answer = requests.get(
-        "http://exam.example.nl@chat.chatgpt.com/userinfo", proxies={"http": plain_proxy.url}, timeout=10
-    )
+    answer = laptop_get(proxy_hall, "http://exam.example.nl@chat.chatgpt.com/userinfo", plain_proxy)
     assert answer.status_code == 403 and "block *.chatgpt.com" in answer.text
     assert len(http_origin.seen) == served
 
 
-def test_decisions_land_in_the_store_attributed_to_the_seat(plain_proxy, http_origin, hall):
-    exam, _ = hall
+def test_decisions_land_in_the_store_attributed_to_the_seat(plain_proxy, proxy_hall):
+    exam, port = proxy_hall.exam, proxy_hall.http_origin.port
     marker = uuid.uuid4().hex
-    raw_get(plain_proxy, f"http://localhost:{http_origin.port}/{marker}", f"localhost:{http_origin.port}")
-    raw_get(plain_proxy, f"http://chat.chatgpt.com/{marker}", "chat.chatgpt.com")
+    raw_get(proxy_hall, plain_proxy, f"http://site.exam.test:{port}/{marker}", f"site.exam.test:{port}")
+    raw_get(proxy_hall, plain_proxy, f"http://chat.chatgpt.com/{marker}", "chat.chatgpt.com")
     rows = wait_for(lambda: len(site_events(exam, marker)) == 2 and site_events(exam, marker), 10)
     assert rows, "site events did not arrive"
     by_host = {row["host"]: row for row in rows}
-    assert by_host["localhost"]["decision"] == "allowed"
-    assert by_host["localhost"]["reason"] == "allowed by line 2: allow localhost"
+    assert by_host["site.exam.test"]["decision"] == "allowed"
+    assert by_host["site.exam.test"]["reason"] == "allowed by line 2: allow site.exam.test"
     assert by_host["chat.chatgpt.com"]["decision"] == "blocked"
     assert by_host["chat.chatgpt.com"]["url"] == f"http://chat.chatgpt.com/{marker}"
     for row in rows:
-        assert row["client_ip"] == "127.0.0.1" and row["exam_id"] == exam.exam_id and row["source"] == "proxy"
+        assert row["client_ip"] == proxy_hall.hn.laptop_ip and row["exam_id"] == exam.exam_id
+        assert row["source"] == "proxy"
 
 
-def test_events_wait_while_the_hall_server_is_away(plain_proxy, hall):
-    exam, server = hall
+def test_events_wait_while_the_hall_server_is_away(plain_proxy, proxy_hall):
     marker = uuid.uuid4().hex
-    server.stop()
+    proxy_hall.server.stop()
     try:
-        status, _ = raw_get(plain_proxy, f"http://chat.chatgpt.com/{marker}", "chat.chatgpt.com")
+        status, _ = raw_get(proxy_hall, plain_proxy, f"http://chat.chatgpt.com/{marker}", "chat.chatgpt.com")
         assert status == 403  # the proxy keeps deciding while the server is away
         wait_for(lambda: "hall server unreachable" in plain_proxy.log(), 5)
     finally:
-        server.start()
-    rows = wait_for(lambda: site_events(exam, marker), 15)
+        proxy_hall.server.start()
+    rows = wait_for(lambda: site_events(proxy_hall.exam, marker), 15)
     assert [row["decision"] for row in rows] == ["blocked"]
 
 
-def test_a_changed_policy_is_picked_up_and_a_bad_one_is_refused(plain_proxy, http_origin):
-    page = (f"http://localhost:{http_origin.port}/reload", f"localhost:{http_origin.port}")
-    assert raw_get(plain_proxy, *page)[0] == 200
+def test_a_changed_policy_is_picked_up_and_a_bad_one_is_refused(plain_proxy, proxy_hall):
+    port = proxy_hall.http_origin.port
+    page = (f"http://site.exam.test:{port}/reload", f"site.exam.test:{port}")
+    policy = plain_policy(proxy_hall)
+    assert raw_get(proxy_hall, plain_proxy, *page)[0] == 200
     try:
-        write_policy(plain_proxy.policy_file, PLAIN_POLICY.replace("allow localhost\n", "block localhost\n"))
-        assert wait_for(lambda: raw_get(plain_proxy, *page)[0] == 403, 10), "new policy not picked up"
-        write_policy(plain_proxy.policy_file, "allow localhost\nalow exam.example.nl\nallow *.nl\n")
+        write_policy(
+            plain_proxy.policy_file, policy.replace("allow site.exam.test\n", "block site.exam.test\n")
+        )
+        assert wait_for(lambda: raw_get(proxy_hall, plain_proxy, *page)[0] == 403, 10), (
+            "new policy not picked up"
+        )
+        write_policy(plain_proxy.policy_file, "allow site.exam.test\nalow exam.example.nl\nallow *.nl\n")
         assert wait_for(lambda: "line 2: unknown action 'alow'" in plain_proxy.log(), 10), plain_proxy.log()[
             -2000:
         ]
         assert "line 3: 'allow *.nl' would allow a whole top-level domain" in plain_proxy.log()
-        status, answer = raw_get(plain_proxy, *page)
-        assert status == 403 and "block localhost" in answer  # the previous policy stays in force
+        status, answer = raw_get(proxy_hall, plain_proxy, *page)
+        assert status == 403 and "block site.exam.test" in answer  # the previous policy stays in force
     finally:
-        write_policy(plain_proxy.policy_file, PLAIN_POLICY)
-    assert wait_for(lambda: raw_get(plain_proxy, *page)[0] == 200, 10)
+        write_policy(plain_proxy.policy_file, policy)
+    assert wait_for(lambda: raw_get(proxy_hall, plain_proxy, *page)[0] == 200, 10)
+
+
+# ------------------------------------------------------------------------------------ the appliance
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "localhost:{service}",
+        "127.0.0.1:{service}",
+        "2130706433:{service}",  # 127.0.0.1 spelled as a number
+        "[::1]:{service}",
+        "sneaky.exam.test:{service}",  # an allowed name that resolves to 127.0.0.1
+        "hall.exam.test:{service}",  # the appliance's own name and address
+        "hall.exam.test:{agent}",  # the agent API's port, but not the address the proxy was given
+        "localhost:{proxy}",  # the proxy itself
+    ],
+)
+def test_the_appliance_is_out_of_reach_whatever_the_policy_allows(plain_proxy, proxy_hall, target):
+    target = target.format(
+        service=proxy_hall.service.port, agent=proxy_hall.server.port, proxy=plain_proxy.port
+    )
+    before = proxy_hall.service.connections
+    status, body, sock = open_tunnel(proxy_hall, plain_proxy, target)
+    sock.close()
+    assert status == 403, body
+    assert "appliance rule: the proxy connects to this appliance only for the hall server's agent API" in body
+    assert f"(127.0.0.1:{proxy_hall.server.port})" in body
+    status, answer = raw_get(proxy_hall, plain_proxy, f"http://{target}/", target)
+    assert status == 403 and "This site is blocked during the exam" in answer
+    # mitmproxy writes an IPv6 request URL without brackets, which the policy refuses before this rule.
+    assert "appliance rule" in answer or "unparsable URL" in answer
+    assert proxy_hall.service.connections == before  # nothing ever connected to the appliance's service
+
+
+def test_a_name_that_turns_into_loopback_after_the_connect_is_refused_before_connecting(
+    plain_proxy, proxy_hall
+):
+    hosts = proxy_hall.hn.hosts
+    before = proxy_hall.service.connections
+    hosts(proxy_hall.hn.appliance_ns, proxy_hall.names(**{"rebind.exam.test": proxy_hall.hn.internet_ip}))
+    try:
+        status, _, sock = open_tunnel(proxy_hall, plain_proxy, f"rebind.exam.test:{proxy_hall.service.port}")
+        assert status == 200  # an outside address: the tunnel is open (nothing is connected before data)
+        hosts(proxy_hall.hn.appliance_ns, proxy_hall.names(**{"rebind.exam.test": "127.0.0.1"}))
+        proxy_hall.laptop.call(sock.sendall, b"PING\r\n")  # Redis's inline protocol
+        with contextlib.suppress(ConnectionResetError):  # closed, or reset: no upstream connection
+            assert proxy_hall.laptop.call(sock.recv, 100) == b""
+        sock.close()
+    finally:
+        hosts(proxy_hall.hn.appliance_ns, proxy_hall.names())
+    assert proxy_hall.service.connections == before
+    rows = wait_for(
+        lambda: [r for r in site_events(proxy_hall.exam, "rebind.exam.test") if r["decision"] == "blocked"],
+        10,
+    )
+    assert rows and rows[0]["host"] == "rebind.exam.test" and rows[0]["reason"].startswith("appliance rule")
+    assert rows[0]["client_ip"] == proxy_hall.hn.laptop_ip
+
+
+def test_the_agent_api_is_the_one_place_on_the_appliance_the_proxy_reaches(plain_proxy, proxy_hall):
+    port = proxy_hall.server.port
+    status, answer = raw_get(
+        proxy_hall, plain_proxy, f"http://localhost:{port}/api/v1/health", f"localhost:{port}"
+    )
+    assert status == 200 and '"status"' in answer, answer[:500]
+    status, _, sock = open_tunnel(proxy_hall, plain_proxy, f"localhost:{port}")
+    assert status == 200
+    request = f"GET /api/v1/health HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+    proxy_hall.laptop.call(sock.sendall, request.encode())
+    answer = proxy_hall.laptop.call(_read_all, sock).decode()
+    sock.close()
+    assert answer.startswith("HTTP/1.1 200"), answer[:500]
+
+
+def test_a_refusal_by_the_appliance_rule_is_a_site_event_of_the_seat(plain_proxy, proxy_hall):
+    marker = uuid.uuid4().hex
+    target = f"localhost:{proxy_hall.service.port}"
+    raw_get(proxy_hall, plain_proxy, f"http://{target}/{marker}", target)
+    rows = wait_for(lambda: site_events(proxy_hall.exam, marker), 10)
+    assert rows, "the refusal did not arrive"
+    assert rows[0]["decision"] == "blocked" and rows[0]["host"] == "localhost"
+    assert (
+        rows[0]["reason"].startswith("appliance rule: ") and rows[0]["client_ip"] == proxy_hall.hn.laptop_ip
+    )
 
 
 # --------------------------------------------------------------------------------- with interception
@@ -312,19 +428,19 @@ def _mitm_ca(proxy) -> str:
     [
         ("/allowed/page", 200, ""),
         ("/allowed/", 200, ""),
-        ("/other", 403, "no rule allows path /other on localhost"),
-        ("/allowed/secret/answers", 403, "blocked by line 2: block localhost/allowed/secret"),
+        ("/other", 403, "no rule allows path /other on site.exam.test"),
+        ("/allowed/secret/answers", 403, "blocked by line 2: block site.exam.test/allowed/secret"),
         ("/allowed/%2e%2e/other", 403, "no rule allows path"),
         ("/allowed/..%2Fother", 403, "no rule allows path"),
         ("/allowed-evil/", 403, "no rule allows path"),
     ],
 )
-def test_intercepted_https_is_decided_per_url(intercepting_proxy, https_origin, path, expected, reason):
-    answer = requests.get(
-        f"https://localhost:{https_origin.port}{path}",
-        proxies={"https": intercepting_proxy.url},
-        verify=_mitm_ca(intercepting_proxy),  # the laptop trusts the hall's (here: mitmproxy's) CA
-        timeout=10,
+def test_intercepted_https_is_decided_per_url(intercepting_proxy, proxy_hall, path, expected, reason):
+    answer = laptop_get(
+        proxy_hall,
+        f"https://site.exam.test:{proxy_hall.https_origin.port}{path}",
+        intercepting_proxy,
+        _mitm_ca(intercepting_proxy),  # the laptop trusts the hall's (here: mitmproxy's) CA
     )
     assert answer.status_code == expected
     if expected == 200:
@@ -334,27 +450,27 @@ def test_intercepted_https_is_decided_per_url(intercepting_proxy, https_origin, 
         assert "Linear Algebra &lt;B&gt;" in answer.text and reason in answer.text
 
 
-def test_intercepted_blocked_host_gets_the_block_page(intercepting_proxy, hall):
-    exam, _ = hall
+def test_intercepted_blocked_host_gets_the_block_page(intercepting_proxy, proxy_hall):
     marker = uuid.uuid4().hex
-    answer = requests.get(
-        f"https://chat.chatgpt.com/{marker}",
-        proxies={"https": intercepting_proxy.url},
-        verify=_mitm_ca(intercepting_proxy),
-        timeout=10,
+    answer = laptop_get(
+        proxy_hall, f"https://chat.chatgpt.com/{marker}", intercepting_proxy, _mitm_ca(intercepting_proxy)
     )
     assert answer.status_code == 403 and "block *.chatgpt.com" in answer.text
-    rows = wait_for(lambda: site_events(exam, marker), 10)
+    rows = wait_for(lambda: site_events(proxy_hall.exam, marker), 10)
     assert (
         rows and rows[0]["url"] == f"https://chat.chatgpt.com/{marker}" and rows[0]["decision"] == "blocked"
     )
 
 
 def test_intercepting_proxy_still_refuses_a_tls_name_other_than_the_connect_host(
-    intercepting_proxy, https_origin
+    intercepting_proxy, proxy_hall
 ):
-    status, _, sock = open_tunnel(intercepting_proxy, f"localhost:{https_origin.port}")
+    status, _, sock = open_tunnel(
+        proxy_hall, intercepting_proxy, f"site.exam.test:{proxy_hall.https_origin.port}"
+    )
     assert status == 200
     with pytest.raises(OSError):
-        tls_over(sock, "chat.chatgpt.com", Path(_mitm_ca(intercepting_proxy))).recv(1)
+        proxy_hall.laptop.call(
+            lambda: tls_over(sock, "chat.chatgpt.com", Path(_mitm_ca(intercepting_proxy))).recv(1)
+        )
     sock.close()

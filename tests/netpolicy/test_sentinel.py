@@ -310,6 +310,32 @@ def test_command_line_refuses_a_bad_policy_and_a_missing_pcap(tmp_path: Path) ->
     assert done.returncode != 0 and "cannot read" in done.stderr
 
 
+def test_command_line_refuses_a_server_url_without_the_service_token(tmp_path: Path) -> None:
+    policy = tmp_path / "exam.policy"
+    policy.write_text("allow exam.example.nl\n")
+    command = [str(BIN / "invigil-sentinel"), "--read-pcap", "x.pcap", "--policy-file", str(policy)]
+    done = subprocess.run(
+        [*command, "--server-url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "--service-token-file is required with --server-url" in done.stderr
+    assert "<data_dir>/service.token" in done.stderr
+    (tmp_path / "empty.token").write_text("\n")
+    done = subprocess.run(
+        [
+            *command,
+            "--server-url",
+            "http://127.0.0.1:9",
+            "--service-token-file",
+            str(tmp_path / "empty.token"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "is empty" in done.stderr
+
+
 # --- one live capture on a veth inside our own namespaces ------------------------------------------------
 
 LAPTOP_SENDS = """
@@ -358,6 +384,7 @@ def test_live_capture_on_the_hall_veth_reaches_the_hall_server(tmp_path: Path) -
                 str(BIN / "invigil-sentinel"),
                 *("--interface", "vhall", "--policy-file", str(policy)),
                 *("--proxy-address", hn.appliance_ip, "--server-url", f"http://127.0.0.1:{port}"),
+                *("--service-token-file", str(exam.data_dir / "service.token")),
             ],
             sentinel_log,
         )

@@ -24,8 +24,9 @@ import sqlite_utils
 
 from hall_server.review import findings
 from hall_server.review.reports import data, pdf, render
+from hall_server.review.reports.csvcells import inert
 from hall_server.review.reports.timeline import timeline
-from hall_server.store import audit, chain, db
+from hall_server.store import audit, chain, db, private_files
 from hall_server.store.exams import ExamFacts
 from hall_server.store.screens import Screens, as_png
 from invigil.timeutil import to_wire, utc_now
@@ -59,7 +60,7 @@ def write_report(
     if fmt not in FORMATS:
         raise ValueError(f"format is one of {', '.join(FORMATS)}")
     report = gather(store, data_dir, exam_id, student_number, actor)
-    out.write_bytes(pdf_bytes(report) if fmt == "pdf" else render.render_html(report).encode())
+    private_files.write_file(out, pdf_bytes(report) if fmt == "pdf" else render.render_html(report).encode())
     audit.record(
         store,
         user_id,
@@ -131,8 +132,10 @@ def _rendered(
 
 
 def site_log_csv(store: sqlite_utils.Database, exam_id: int) -> bytes:
+    """The exam's site events as CSV, every cell quoted and none that a spreadsheet would run as a
+    formula (hosts, URLs and reasons come from the laptops' traffic)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(
         [
             "time",
@@ -148,7 +151,8 @@ def site_log_csv(store: sqlite_utils.Database, exam_id: int) -> bytes:
         ]
     )
     writer.writerows(
-        store.execute(
+        [inert(cell) for cell in row]
+        for row in store.execute(
             "SELECT e.time, e.received_at, r.student_number, e.session_id, e.client_ip, e.source, e.host, "
             "e.url, e.decision, e.reason FROM site_event e LEFT JOIN agent_session s ON s.id = e.session_id "
             "LEFT JOIN roster r ON r.id = s.roster_id WHERE e.exam_id = ? ORDER BY e.time",
@@ -196,14 +200,13 @@ def export_exam(
         "students": {number: {"enrolled": False} for number in roster if number not in enrolled},
         "files": {},
     }
-    tmp = out.with_name(out.name + ".part")
 
     def add(archive: zipfile.ZipFile, name: str, body: bytes, compress: bool = True) -> None:
         archive.writestr(name, body, zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
         manifest["files"][name] = hashlib.sha256(body).hexdigest()
 
     students = [number for number in roster if number in enrolled]
-    with zipfile.ZipFile(tmp, "w") as archive:
+    with private_files.replacing(out) as file, zipfile.ZipFile(file, "w") as archive:
         for files in _rendered(
             str(data_dir), exam_id, students, actor, jobs or os.cpu_count() or 1, with_pdf
         ):
@@ -215,7 +218,6 @@ def export_exam(
             progress(files.student_number)
         add(archive, "site-log.csv", site_log_csv(store, exam_id))
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, out)
     audit.record(
         store,
         user_id,
@@ -253,7 +255,7 @@ def export_student_data(
         "generated_at": to_wire(utc_now()),
         "sessions": [],
     }
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+    with private_files.replacing(out) as file, zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
         for session_id in data.student_sessions(store, exam_id, student_number):
             facts = timeline(store, session_id)
             captures = []

@@ -5,9 +5,11 @@ markup.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
+from hall_server.review.findings import Finding
 from hall_server.review.reports.timeline import Frame, Timeline, UnchangedSpan
 
 WIDTH = 1000
@@ -26,8 +28,64 @@ COLOURS = {
     "observation": "#d35400",
     "no_irregularity": "#27ae60",
     "suspected_irregularity": "#c0392b",
+    "note": "#95a5a6",
     "gap": "#e67e22",
 }
+
+
+@dataclass(frozen=True)
+class Mark:
+    """How one kind of thing is drawn: its fill, an outline (a suspicion not yet confirmed is hollow), and
+    the legend's words."""
+
+    label: str
+    fill: str
+    stroke: str | None = None
+
+    @property
+    def css(self) -> str:
+        border = f";border:1px solid {self.stroke}" if self.stroke else ""
+        return f"background:{self.fill}{border}"
+
+    @property
+    def svg(self) -> str:
+        outline = f' stroke="{self.stroke}" stroke-width="1.5"' if self.stroke else ""
+        return f'fill="{self.fill}"{outline}'
+
+
+#: Findings by what they say now; any other kind is drawn as UNKNOWN_FINDING rather than refused.
+FINDING_MARKS = {
+    "no_irregularity": Mark("no irregularity", COLOURS["no_irregularity"]),
+    "suspected_irregularity confirmed": Mark(
+        "suspected irregularity (confirmed)", COLOURS["suspected_irregularity"]
+    ),
+    "suspected_irregularity awaiting": Mark(
+        "suspected irregularity (awaiting confirmation)", "#ffffff", COLOURS["suspected_irregularity"]
+    ),
+    "note": Mark("note (not a verdict)", COLOURS["note"]),
+}
+UNKNOWN_FINDING = Mark("other finding", "#ffffff", COLOURS["note"])
+
+#: The legend under the plot, in the order of the lanes.
+LEGEND = (
+    Mark("screen change", COLOURS["frame"]),
+    Mark("screen unchanged", COLOURS["unchanged"]),
+    Mark("site allowed", COLOURS["site_allowed"]),
+    Mark("site blocked", COLOURS["site_blocked"]),
+    Mark("site around the proxy", COLOURS["site_bypass"]),
+    Mark("device event", COLOURS["device"]),
+    Mark("observation", COLOURS["observation"]),
+    *FINDING_MARKS.values(),
+    Mark("gap in captures", COLOURS["gap"]),
+)
+
+
+def finding_mark(finding: Finding) -> tuple[str, Mark]:
+    """(its class in the plot, how it is drawn) for a finding of any kind (pure)."""
+    kind = finding.current.kind
+    if kind == "suspected_irregularity":
+        kind += " confirmed" if finding.counts else " awaiting"
+    return kind, FINDING_MARKS.get(kind, UNKNOWN_FINDING)
 
 
 def _tick_step(span: timedelta) -> timedelta:
@@ -62,13 +120,28 @@ def timeline_svg(timeline: Timeline) -> str:
             parts.append(f'<rect x="{LABEL_W}" y="{y}" width="{plot_w}" height="{LANE_H}" fill="#f4f6f8"/>')
         parts.append(f'<text x="4" y="{y + LANE_H * 0.65:.1f}">{escape(name)}</text>')
 
-    def bar(lane: str, left: datetime, right: datetime, colour: str, pad: float = 6.0) -> None:
+    def shape(element: str, geometry: str, paint: str, title: str | None, cls: str | None) -> None:
+        attributes = f"{geometry} {paint}" + (f' class="{escape(cls)}"' if cls else "")
+        if title is None:
+            parts.append(f"<{element} {attributes}/>")
+        else:  # a tooltip where the SVG is shown in a browser
+            parts.append(f"<{element} {attributes}><title>{escape(title)}</title></{element}>")
+
+    def bar(
+        lane: str,
+        left: datetime,
+        right: datetime,
+        colour: str,
+        pad: float = 6.0,
+        *,
+        paint: str | None = None,
+        title: str | None = None,
+        cls: str | None = None,
+    ) -> None:
         x0, x1 = x(left), x(right)
         y = lane_y(lane) + pad
-        parts.append(
-            f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 1.0):.1f}" '
-            f'height="{LANE_H - 2 * pad:.1f}" fill="{colour}"/>'
-        )
+        geometry = f'x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 1.0):.1f}" height="{LANE_H - 2 * pad:.1f}"'
+        shape("rect", geometry, paint or f'fill="{colour}"', title, cls)
 
     def tick(lane: str, moment: datetime, colour: str, pad: float = 4.0, width: float = 1.2) -> None:
         y = lane_y(lane)
@@ -77,12 +150,18 @@ def timeline_svg(timeline: Timeline) -> str:
             f'stroke="{colour}" stroke-width="{width}"/>'
         )
 
-    def diamond(lane: str, moment: datetime, colour: str) -> None:
+    def diamond(
+        lane: str,
+        moment: datetime,
+        colour: str,
+        *,
+        paint: str | None = None,
+        title: str | None = None,
+        cls: str | None = None,
+    ) -> None:
         cx, cy, r = x(moment), lane_y(lane) + LANE_H / 2, 5
-        parts.append(
-            f'<polygon points="{cx:.1f},{cy - r} {cx + r:.1f},{cy} {cx:.1f},{cy + r} {cx - r:.1f},{cy}" '
-            f'fill="{colour}"/>'
-        )
+        geometry = f'points="{cx:.1f},{cy - r} {cx + r:.1f},{cy} {cx:.1f},{cy + r} {cx - r:.1f},{cy}"'
+        shape("polygon", geometry, paint or f'fill="{colour}"', title, cls)
 
     for entry in timeline.entries:
         if isinstance(entry, Frame):
@@ -103,12 +182,14 @@ def timeline_svg(timeline: Timeline) -> str:
         diamond("Observations", observation["at"], COLOURS["observation"])
     for finding in timeline.findings:
         current = finding.current
-        colour = COLOURS[current.kind]
+        kind, mark = finding_mark(finding)
         left = datetime.fromisoformat(current.span_start)
+        title, cls = f"{mark.label}, by {current.author}", f"finding {kind}"
         if current.span_end:
-            bar("Findings", left, datetime.fromisoformat(current.span_end), colour, pad=5)
+            right = datetime.fromisoformat(current.span_end)
+            bar("Findings", left, right, "", pad=5, paint=mark.svg, title=title, cls=cls)
         else:
-            diamond("Findings", left, colour)
+            diamond("Findings", left, "", paint=mark.svg, title=title, cls=cls)
     for gap in timeline.gaps:
         bar("Gaps", gap.start, gap.end, COLOURS["gap"], pad=8)
 

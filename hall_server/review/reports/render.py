@@ -14,7 +14,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from hall_server.review.reports.data import ReportData, generated_stamp
-from hall_server.review.reports.plot import timeline_svg
+from hall_server.review.reports.plot import LEGEND, finding_mark, timeline_svg
+from hall_server.review.reports.shown import hms, row_links
 from invigil.timeutil import from_wire
 
 CHAIN_SCRIPT_ID = "invigil-chain"
@@ -36,9 +37,12 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _env.filters["dt"] = lambda value: f"{_moment(value):%Y-%m-%d %H:%M:%S} UTC"
-_env.filters["hms"] = lambda value: f"{_moment(value):%H:%M:%S}"
+_env.filters["hms"] = hms  # the rows verify reads back print their times with it
 _env.filters["hm"] = lambda value: f"{_moment(value):%H:%M}"
 _env.filters["css"] = _css_string
+# The plot's legend and how each finding is drawn: the findings table uses the same words and classes.
+_env.globals["legend"] = LEGEND
+_env.globals["finding_mark"] = finding_mark
 
 
 def chain_json(report: ReportData) -> str:
@@ -65,6 +69,13 @@ def render_html(report: ReportData, *, embed_chain: bool = True) -> str:
         student=report.student,
         generated=generated_stamp(report),
         chain_json=embedded,
+        embedded=embed_chain,
+        links={
+            session.timeline.session.id: row_links(
+                session.chain, session.timeline.sites, session.timeline.device_events
+            )
+            for session in report.sessions
+        },
     )
 
 

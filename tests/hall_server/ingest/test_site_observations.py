@@ -24,7 +24,7 @@ def _enrol(client, exam):
     assert answer.status_code == 201
 
 
-def _attempt(client, event_id, host, at):
+def _attempt(client, exam, event_id, host, at):
     event = {
         "id": event_id,
         "time": to_wire(at),
@@ -33,8 +33,12 @@ def _attempt(client, event_id, host, at):
         "decision": "blocked",
         "source": "proxy",
     }
+    service_token = (exam.data_dir / "service.token").read_text().strip()
     answer = client.post(
-        "/api/v1/site-events", headers=H, json={"events": [event]}, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+        "/api/v1/site-events",
+        headers={**H, "Authorization": f"Bearer {service_token}"},  # as the proxy sends them
+        json={"events": [event]},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
     )
     assert answer.status_code == 200, answer.json
 
@@ -45,8 +49,8 @@ def test_repeated_blocked_attempts_raise_one_open_observation(client, exam):
     _enrol(client, exam)
     now = utc_now()
     for n in range(3):
-        _attempt(client, f"site-rep-{n:04d}", "chat.example.com", now + timedelta(seconds=20 * n))
-    _attempt(client, "site-other-01", "mail.example.com", now)
+        _attempt(client, exam, f"site-rep-{n:04d}", "chat.example.com", now + timedelta(seconds=20 * n))
+    _attempt(client, exam, "site-other-01", "mail.example.com", now)
     store = db.connect(exam.data_dir)
     assert store.execute("SELECT COUNT(*) FROM site_event").fetchone()[0] == 4
     feed = store.execute(
@@ -56,5 +60,5 @@ def test_repeated_blocked_attempts_raise_one_open_observation(client, exam):
 
     # Once acknowledged, a new attempt is news again.
     store.execute("UPDATE observation SET acknowledged_at = ? WHERE kind = 'blocked_site'", [to_wire(now)])
-    _attempt(client, "site-rep-0009", "chat.example.com", now + timedelta(minutes=1))
+    _attempt(client, exam, "site-rep-0009", "chat.example.com", now + timedelta(minutes=1))
     assert store.execute("SELECT COUNT(*) FROM observation WHERE kind = 'blocked_site'").fetchone()[0] == 3
