@@ -14,14 +14,7 @@ import shutil
 from pathlib import Path
 
 from hall_server.store import crypto, private_files
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from hall_server.store.private_files import fsync_dir
 
 
 class BlobStore:
@@ -56,10 +49,10 @@ class BlobStore:
             os.close(fd)
         if not final.parent.exists():
             private_files.make_dirs(final.parent)
-            _fsync_dir(final.parent.parent)
-            _fsync_dir(final.parent.parent.parent)
+            fsync_dir(final.parent.parent)
+            fsync_dir(final.parent.parent.parent)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return sha, True
 
     def get(self, exam_id: int, exam_key: bytes, sha256_hex: str) -> bytes:
@@ -73,7 +66,7 @@ class BlobStore:
             return 0
         count = sum(1 for path in folder.rglob("*") if path.is_file())
         shutil.rmtree(folder)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return count
 
     def sweep_tmp(self) -> int:

@@ -53,7 +53,7 @@ def _temporary(path: Path) -> tuple[Path, int]:
     return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -75,7 +75,7 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_file(path: Path, body: bytes) -> None:
@@ -101,7 +101,7 @@ def create_once(path: Path, body: bytes) -> bool:
             os.link(tmp, path)
         except FileExistsError:
             return False
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
     finally:
         tmp.unlink(missing_ok=True)
