@@ -372,7 +372,7 @@ def store_device_events(
             skewed = _record_skew(db, session, event.agent_time, now, settings)
             if skewed:
                 raised.append(skewed)
-            for kind, detail in rules.observations_for_device_event(event, session.student_ends_at):
+            for kind, detail in rules.observations_for_device_event(event, session.student_ends_at, now):
                 raised.append(
                     add_observation(db, session.exam_id, session.id, kind, event.agent_time, detail)
                 )

@@ -17,8 +17,12 @@ Observation = tuple[str, dict[str, Any]]
 REMOTE_TOOL_CATEGORIES = ("remote_access", "screen_sharing", "virtual_machine")
 
 
-def observations_for_device_event(event: DeviceEvent, exam_end: datetime) -> list[Observation]:
-    """``exam_end`` is the student's own end (exam end plus extra time)."""
+def observations_for_device_event(
+    event: DeviceEvent, exam_end: datetime, received_at: datetime | None = None
+) -> list[Observation]:
+    """``exam_end`` is the student's own end (exam end plus extra time). A leave counts from the earlier of
+    the agent's time and ``received_at`` (when the server got it): a clock set late cannot hide an early
+    leave."""
     detail = event.detail
     if detail.get("state") == "ended":  # the agent reports that a VPN or tool went away: nothing to flag
         return []
@@ -35,9 +39,10 @@ def observations_for_device_event(event: DeviceEvent, exam_end: datetime) -> lis
             return [("remote_tool", {"category": category, "names": detail.get("names", [])})]
     elif event.kind == "help_request":
         return [("help_request", {})]
-    elif event.kind == "left" and event.agent_time < exam_end:
-        minutes_early = int((exam_end - event.agent_time).total_seconds() // 60)
-        return [("left_early", {"minutes_early": minutes_early})]
+    elif event.kind == "left":
+        left_at = min(event.agent_time, received_at) if received_at is not None else event.agent_time
+        if left_at < exam_end:
+            return [("left_early", {"minutes_early": int((exam_end - left_at).total_seconds() // 60)})]
     return []
 
 

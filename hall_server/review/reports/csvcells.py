@@ -11,6 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The columns of an exam export's ``site-log.csv``, in order (written by the export, read back by verify).
+SITE_LOG_COLUMNS = (
+    "time",
+    "received_at",
+    "student_number",
+    "session_id",
+    "client_ip",
+    "source",
+    "host",
+    "url",
+    "decision",
+    "reason",
+)
+
 #: What may make a spreadsheet run a cell (OWASP's list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -24,7 +24,7 @@ import sqlite_utils
 
 from hall_server.review import findings
 from hall_server.review.reports import data, pdf, render
-from hall_server.review.reports.csvcells import inert
+from hall_server.review.reports.csvcells import SITE_LOG_COLUMNS, inert
 from hall_server.review.reports.timeline import timeline
 from hall_server.store import audit, chain, db, private_files
 from hall_server.store.exams import ExamFacts
@@ -136,20 +136,7 @@ def site_log_csv(store: sqlite_utils.Database, exam_id: int) -> bytes:
     formula (hosts, URLs and reasons come from the laptops' traffic)."""
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
-    writer.writerow(
-        [
-            "time",
-            "received_at",
-            "student_number",
-            "session_id",
-            "client_ip",
-            "source",
-            "host",
-            "url",
-            "decision",
-            "reason",
-        ]
-    )
+    writer.writerow(SITE_LOG_COLUMNS)
     writer.writerows(
         [inert(cell) for cell in row]
         for row in store.execute(

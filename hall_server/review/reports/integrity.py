@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from hall_server.review.reports.csvcells import inert
+from hall_server.review.reports.csvcells import SITE_LOG_COLUMNS, inert
 from hall_server.review.reports.pagecheck import ExportCheck, Problem, check_page
 from hall_server.store import chain
 
@@ -108,17 +108,8 @@ def _check_files(archive: zipfile.ZipFile, members: set[str], files: Any, result
         )
 
 
-_SITE_COLUMNS = (
-    "session_id",
-    "time",
-    "received_at",
-    "client_ip",
-    "source",
-    "host",
-    "url",
-    "decision",
-    "reason",
-)
+#: The site log's columns a chained site event vouches for (the student number comes from the roster).
+_SITE_COLUMNS = tuple(name for name in SITE_LOG_COLUMNS if name != "student_number")
 
 
 def _csv_cells(fields: dict[str, Any]) -> tuple[str, ...]:

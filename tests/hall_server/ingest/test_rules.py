@@ -43,6 +43,15 @@ def test_device_event_rules(kind, detail, expected):
 def test_leaving_after_the_students_own_end_is_not_early():
     event = DeviceEvent("ev-0000001", "left", END + timedelta(seconds=1))
     assert rules.observations_for_device_event(event, END) == []
+    assert rules.observations_for_device_event(event, END, END + timedelta(seconds=2)) == []
+
+
+def test_a_clock_set_late_cannot_hide_an_early_leave():
+    """The agent claims it left after its end; the server got the event 20 minutes before it."""
+    event = DeviceEvent("ev-0000001", "left", END + timedelta(minutes=5))
+    assert rules.observations_for_device_event(event, END, END - timedelta(minutes=20)) == [
+        ("left_early", {"minutes_early": 20})
+    ]
 
 
 @pytest.mark.parametrize(
