@@ -265,6 +265,13 @@ class SiteEventSender:
             raise OSError(f"HTTP {exc.code}: {detail}") from None
 
 
+#: What a command that sends site events says when it was given a server but no token.
+SERVER_URL_NEEDS_CREDENTIAL = (
+    "--service-token-file is required with --server-url: the hall server accepts site events only with "
+    "its service token (<data_dir>/service.token)"
+)
+
+
 def read_token(path: str) -> str:
     """The service token from its file. Raises ``OSError``/``ValueError`` (also when no file is named)."""
     if not path:

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from netpolicy.events import SERVER_URL_NEEDS_CREDENTIAL
+
 REPO = Path(__file__).resolve().parents[1]
 ADDON = Path(__file__).resolve().parent / "addon.py"
 PROXY_VENV = REPO / ".venv-proxy"
@@ -128,10 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.server_url and not args.service_token_file:
-        parser.error(
-            "--service-token-file is required with --server-url: the hall server accepts site events only "
-            "with its service token (<data_dir>/service.token)"
-        )
+        parser.error(SERVER_URL_NEEDS_CREDENTIAL)
     try:
         mitmdump = find_mitmdump(args.mitmdump)
     except FileNotFoundError as exc:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from netpolicy.events import SiteEventSender, make_site_event, read_token
+from netpolicy.events import SERVER_URL_NEEDS_CREDENTIAL, SiteEventSender, make_site_event, read_token
 from netpolicy.gate import PolicyFile
 from netpolicy.policy import Policy, PolicyError
 from netpolicy.sentinel import BPF_FILTER, Report, Sentinel, Settings
@@ -87,10 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.server_url and not args.service_token_file:
-        parser.error(
-            "--service-token-file is required with --server-url: the hall server accepts site events only "
-            "with its service token (<data_dir>/service.token)"
-        )
+        parser.error(SERVER_URL_NEEDS_CREDENTIAL)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     policy_file = _load_policy(args.policy_file)
     sender: SiteEventSender | None = None
