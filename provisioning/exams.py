@@ -217,7 +217,7 @@ def import_roster(db: sqlite_utils.Database, exam_id: int, text: str, source: st
 def list_roster(db: sqlite_utils.Database, exam_id: int) -> list[dict[str, Any]]:
     get_exam(db, exam_id)
     rows = db.execute(
-        "SELECT student_number, name, extra_time_min, seat FROM roster WHERE exam_id = ? "
+        "SELECT student_number, unseal(exam_id, name), extra_time_min, seat FROM roster WHERE exam_id = ? "
         "ORDER BY student_number",
         [exam_id],
     ).fetchall()

@@ -19,7 +19,7 @@ from hall_server.ingest import rules
 from hall_server.ingest.sessions import Session, add_observation, raise_clock_skew
 from hall_server.live import bus
 from hall_server.settings import SETTINGS_BY_NAME
-from hall_server.store import chain, exams, images
+from hall_server.store import chain, exams, images, sealed
 from hall_server.store.blobs import BlobStore
 from hall_server.store.db import write_transaction
 from invigil import tiles
@@ -82,7 +82,7 @@ def _check_screen_size(db: sqlite_utils.Database, session: Session, meta: Captur
     its base's size."""
     reported: set[tuple[int, int]] = set()
     for (detail,) in db.execute(
-        "SELECT d.detail FROM device_event d JOIN agent_session s ON s.id = d.session_id "
+        "SELECT unseal(d.exam_id, d.detail) FROM device_event d JOIN agent_session s ON s.id = d.session_id "
         "WHERE d.kind = 'monitors' AND s.exam_id = ? AND s.roster_id = ?",
         [session.exam_id, session.roster_id],
     ):
@@ -221,8 +221,8 @@ def store_capture(
                 meta.height,
                 fmt,
                 meta.trigger,
-                meta.focused_app,
-                meta.window_title,
+                sealed.seal(db, session.exam_id, meta.focused_app),
+                sealed.seal(db, session.exam_id, meta.window_title),
                 meta.base,
                 base_session,
                 meta.tile,
@@ -362,7 +362,7 @@ def store_device_events(
                     event.kind,
                     to_wire(event.agent_time),
                     to_wire(now),
-                    json.dumps(event.detail),
+                    sealed.seal(db, session.exam_id, json.dumps(event.detail)),
                 ],
             )
             if cursor.rowcount == 0:
@@ -389,11 +389,24 @@ def store_device_events(
 
 
 def _session_for_ip(db: sqlite_utils.Database, client_ip: str, at: datetime) -> tuple[int, int] | None:
-    """The live session that last used this address, as (exam_id, session_id)."""
+    """The live session that last used this address, as (exam_id, session_id). Addresses are sealed, so a
+    session is found by the keyed hash of its address under its exam's key: one per exam live at ``at``."""
+    keys = sealed.keys_of(db)
+    live = [
+        row[0]
+        for row in db.execute(
+            "SELECT DISTINCT exam_id FROM agent_session WHERE expires_at >= ? AND enrolled_at <= ?",
+            [to_wire(at), to_wire(at)],
+        )
+    ]
+    indexes = [index for exam_id in live if (index := keys.address_index(exam_id, client_ip)) is not None]
+    if not indexes:
+        return None
     row = db.execute(
-        "SELECT s.exam_id, s.id FROM agent_session s WHERE s.client_ip = ? AND s.expires_at >= ? "
-        "AND s.enrolled_at <= ? ORDER BY s.last_seen_at DESC LIMIT 1",
-        [client_ip, to_wire(at), to_wire(at)],
+        "SELECT s.exam_id, s.id FROM agent_session s WHERE s.client_ip_index IN "  # noqa: S608 -- placeholders
+        f"({','.join('?' * len(indexes))}) AND s.expires_at >= ? AND s.enrolled_at <= ? "
+        "ORDER BY s.last_seen_at DESC LIMIT 1",
+        [*indexes, to_wire(at), to_wire(at)],
     ).fetchone()
     return (row[0], row[1]) if row else None
 
@@ -408,7 +421,7 @@ def _already_open(
     """An unacknowledged observation of this kind for this site and seat, raised in the last few minutes."""
     row = db.execute(
         "SELECT 1 FROM observation WHERE session_id IS ? AND kind = ? AND acknowledged_at IS NULL "
-        "AND json_extract(detail, '$.host') = ? AND at >= ? LIMIT 1",
+        "AND json_extract(unseal(exam_id, detail), '$.host') = ? AND at >= ? LIMIT 1",
         [session_id, kind, host, to_wire(at - SITE_OBSERVATION_WINDOW)],
     ).fetchone()
     return row is not None
@@ -435,9 +448,9 @@ def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: d
                     session_id,
                     to_wire(event.time),
                     to_wire(now),
-                    event.client_ip,
-                    event.host,
-                    event.url,
+                    sealed.seal(db, exam_id, event.client_ip),
+                    sealed.seal(db, exam_id, event.host),
+                    sealed.seal(db, exam_id, event.url),
                     event.decision,
                     event.reason,
                 ],

@@ -19,6 +19,7 @@ import sqlite_utils
 from hall_server import errors
 from hall_server.ingest import rules
 from hall_server.live import bus
+from hall_server.store import sealed
 from hall_server.store.db import write_transaction
 from invigil.payloads import Enrolment, Heartbeat
 from invigil.protocol import OBSERVATION_KINDS
@@ -91,7 +92,7 @@ def add_observation(
         raise ValueError(f"{kind!r} is not an observation kind of invigil.protocol")
     cursor = db.execute(
         "INSERT INTO observation (exam_id, session_id, kind, at, detail) VALUES (?,?,?,?,?)",
-        [exam_id, session_id, kind, to_wire(at), json.dumps(detail)],
+        [exam_id, session_id, kind, to_wire(at), sealed.seal(db, exam_id, json.dumps(detail))],
     )
     return int(cursor.lastrowid or 0)
 
@@ -151,15 +152,17 @@ def enrol(
     expires_at = student_end + timedelta(seconds=settings["session_grace_s"])
     with write_transaction(db):
         cursor = db.execute(
-            "INSERT INTO agent_session (exam_id, roster_id, agent_id, token_hash, client_ip, agent_version, "
-            "os, enrolled_at, enrol_agent_time, last_seen_at, last_agent_time, expires_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO agent_session (exam_id, roster_id, agent_id, token_hash, client_ip, "
+            "client_ip_index, "
+            "agent_version, os, enrolled_at, enrol_agent_time, last_seen_at, last_agent_time, expires_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 exam_id,
                 student[0],
                 enrolment.agent_id,
                 token_hash(token),
-                client_ip,
+                sealed.seal(db, exam_id, client_ip),
+                sealed.keys_of(db).address_index(exam_id, client_ip),
                 enrolment.agent_version,
                 enrolment.os,
                 to_wire(now),
@@ -197,6 +200,18 @@ def authenticate(db: sqlite_utils.Database, authorization: str | None, now: date
     return session
 
 
+def _moved_to(db: sqlite_utils.Database, session: Session, client_ip: str) -> None:
+    """Keep the address the session was last seen from (its site events are found by it), sealing it again
+    only when it changed."""
+    keys = sealed.keys_of(db)
+    index = keys.address_index(session.exam_id, client_ip)
+    db.execute(
+        "UPDATE agent_session SET client_ip = ?, client_ip_index = ? WHERE id = ? AND "
+        "client_ip_index IS NOT ?",
+        [keys.seal(session.exam_id, client_ip), index, session.id, index],
+    )
+
+
 def heartbeat(
     db: sqlite_utils.Database,
     session: Session,
@@ -211,10 +226,11 @@ def heartbeat(
             "SELECT last_agent_time, last_seen_at FROM agent_session WHERE id = ?", [session.id]
         ).fetchone()
         db.execute(
-            "UPDATE agent_session SET last_seen_at = ?, last_agent_time = ?, state = ?, backlog = ?, "
-            "client_ip = ? WHERE id = ?",
-            [to_wire(now), to_wire(beat.agent_time), beat.state, beat.backlog, client_ip, session.id],
+            "UPDATE agent_session SET last_seen_at = ?, last_agent_time = ?, state = ?, backlog = ? "
+            "WHERE id = ?",
+            [to_wire(now), to_wire(beat.agent_time), beat.state, beat.backlog, session.id],
         )
+        _moved_to(db, session, client_ip)
         skew = rules.clock_skew(beat.agent_time, now, settings["clock_skew_max_s"])
         was_skewed = (
             previous is not None

@@ -21,7 +21,8 @@ from invigil.timeutil import from_wire
 # "Latest" is by the server's receive time, never the agent's claimed time: an agent whose clock says 2099
 # must not pin its tile or its detail panel (both times are shown; docs/dashboard.md).
 _SEAT_QUERY = """
-    SELECT r.id, r.student_number, r.name, r.seat, r.extra_time_min, r.attendance_checked_at,
+    SELECT r.id, r.student_number, unseal(r.exam_id, r.name), r.seat, r.extra_time_min,
+           r.attendance_checked_at,
            s.id, s.agent_id, s.last_seen_at, s.state, s.ended_at,
            (SELECT c.capture_id || ' ' || c.thumb_sha256 FROM capture c
              WHERE c.session_id = s.id AND c.thumb_sha256 IS NOT NULL
@@ -135,7 +136,8 @@ def observations(
 ) -> list[dict[str, Any]]:
     """Observations of an exam, newest first, with the seat and student they belong to."""
     query = (
-        "SELECT o.id, o.session_id, s.roster_id, r.seat, r.student_number, r.name, o.kind, o.at, o.detail, "
+        "SELECT o.id, o.session_id, s.roster_id, r.seat, r.student_number, unseal(r.exam_id, r.name), "
+        "o.kind, o.at, unseal(o.exam_id, o.detail), "
         "o.acknowledged_at, u.username FROM observation o LEFT JOIN agent_session s ON s.id = o.session_id "
         "LEFT JOIN roster r ON r.id = s.roster_id LEFT JOIN user u ON u.id = o.acknowledged_by "
         "WHERE o.exam_id = ?"
@@ -156,7 +158,7 @@ def observations(
     items = []
     for row in db.execute(query, params):
         try:
-            detail = json.loads(row[8])
+            detail = json.loads(row[8] or "{}")  # NULL once retention destroyed the exam's key
         except ValueError:
             detail = {}
         items.append(
@@ -181,7 +183,7 @@ def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict
     """The seat detail panel: latest full capture, recent sites, device events (latest as received, with
     the agent's claimed time beside the server's), all sessions."""
     roster = db.execute(
-        "SELECT id, student_number, name, seat, extra_time_min, attendance_checked_at, "
+        "SELECT id, student_number, unseal(exam_id, name), seat, extra_time_min, attendance_checked_at, "
         "(SELECT username FROM user WHERE id = attendance_checked_by) "
         "FROM roster WHERE id = ? AND exam_id = ?",
         [roster_id, exam_id],
@@ -189,7 +191,8 @@ def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict
     if roster is None:
         return None
     session = db.execute(
-        "SELECT id, agent_id, client_ip, agent_version, os, enrolled_at, last_seen_at, state, backlog, "
+        "SELECT id, agent_id, unseal(exam_id, client_ip), agent_version, os, enrolled_at, "
+        "last_seen_at, state, backlog, "
         "ended_at FROM agent_session WHERE roster_id = ? ORDER BY enrolled_at DESC, id DESC LIMIT 1",
         [roster_id],
     ).fetchone()
@@ -212,7 +215,8 @@ def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict
     keys = ("id", "agent_id", "client_ip", "agent_version", "os", "enrolled_at", "last_seen_at", "state")
     detail["session"] = dict(zip(keys + ("backlog", "ended_at"), session, strict=True))
     capture = db.execute(
-        "SELECT capture_id, agent_time, received_at, monitor, width, height, focused_app, window_title "
+        "SELECT capture_id, agent_time, received_at, monitor, width, height, "
+        "unseal(exam_id, focused_app), unseal(exam_id, window_title) "
         "FROM capture WHERE session_id = ? AND changed = 1 ORDER BY received_at DESC, rowid DESC LIMIT 1",
         [sid],
     ).fetchone()
@@ -231,7 +235,8 @@ def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict
     detail["sites"] = [
         {"time": row[0], "host": row[1], "decision": row[2], "source": row[3]}
         for row in db.execute(
-            "SELECT time, host, decision, source FROM site_event WHERE session_id = ? ORDER BY time DESC "
+            "SELECT time, unseal(exam_id, host), decision, source FROM site_event WHERE session_id = ? "
+            "ORDER BY time DESC "
             "LIMIT 25",
             [sid],
         )
@@ -239,7 +244,8 @@ def seat_detail(db: sqlite_utils.Database, exam_id: int, roster_id: int) -> dict
     detail["devices"] = [
         {"kind": row[0], "agent_time": row[1], "received_at": row[2], "detail": json.loads(row[3] or "{}")}
         for row in db.execute(
-            "SELECT kind, agent_time, received_at, detail FROM device_event WHERE session_id = ? "
+            "SELECT kind, agent_time, received_at, unseal(exam_id, detail) FROM device_event WHERE "
+            "session_id = ? "
             "ORDER BY received_at DESC, rowid DESC LIMIT 25",
             [sid],
         )

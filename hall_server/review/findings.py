@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server.store import audit
+from hall_server.store import audit, sealed
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
 
@@ -117,7 +117,8 @@ def _check_may_record(db: sqlite_utils.Database, user_id: int) -> None:
 
 _ENTRY_QUERY = (
     "SELECT a.id, a.exam_id, a.session_id, a.author_id, u.username, a.created_at, a.span_start, a.span_end, "
-    "a.kind, a.text, a.supersedes, a.confirms, a.observation_id FROM annotation a JOIN user u ON "
+    "a.kind, unseal(a.exam_id, a.text), a.supersedes, a.confirms, a.observation_id FROM annotation "
+    "a JOIN user u ON "
     "u.id = a.author_id"
 )
 
@@ -237,7 +238,7 @@ def _insert(
             to_wire(span_start),
             to_wire(span_end) if span_end else None,
             kind,
-            text,
+            sealed.seal(db, exam_id, text),
             supersedes,
             confirms,
             observation_id,

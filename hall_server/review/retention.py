@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server.store import audit
+from hall_server.store import audit, sealed
 from hall_server.store.blobs import BlobStore
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
@@ -62,7 +62,7 @@ def place_hold(
         cursor = db.execute(
             "INSERT INTO case_hold (exam_id, student_number, placed_by, reason, placed_at) "
             "VALUES (?,?,?,?,?)",
-            [exam_id, student_number, user_id, reason, to_wire(now)],
+            [exam_id, student_number, user_id, sealed.seal(db, exam_id, reason), to_wire(now)],
         )
         hold_id = int(cursor.lastrowid or 0)
         audit.insert(
@@ -71,7 +71,8 @@ def place_hold(
             "hold_placed",
             exam_id,
             None,
-            {"hold": hold_id, "student_number": student_number, "reason": reason, **audit.cli_actor()},
+            # The reason stays in the hold (sealed, gone with it); the audit log outlives both.
+            {"hold": hold_id, "student_number": student_number, **audit.cli_actor()},
             now,
         )
     return hold_id
@@ -104,7 +105,8 @@ def holds(
     db: sqlite_utils.Database, exam_id: int | None = None, open_only: bool = True
 ) -> list[dict[str, Any]]:
     query = (
-        "SELECT h.id, h.exam_id, h.student_number, u.username, h.reason, h.placed_at, h.lifted_at "
+        "SELECT h.id, h.exam_id, h.student_number, u.username, unseal(h.exam_id, h.reason), h.placed_at, "
+        "h.lifted_at "
         "FROM case_hold h LEFT JOIN user u ON u.id = h.placed_by WHERE 1 = 1"
         + (" AND h.exam_id = ?" if exam_id is not None else "")
         + (" AND h.lifted_at IS NULL" if open_only else "")

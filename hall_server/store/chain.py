@@ -20,6 +20,8 @@ from typing import Any
 
 import sqlite_utils
 
+from hall_server.store import sealed
+
 #: The columns hashed for each kind of record, in this order; never change them (old chains would break).
 FIELDS: dict[str, tuple[str, ...]] = {
     "capture": (
@@ -82,7 +84,8 @@ def link_hash(previous: str, kind: str, seq: int, fields: dict[str, Any]) -> str
 
 
 def _select(kind: str) -> str:
-    return ", ".join(FIELDS[kind] + OPTIONAL_FIELDS[kind])
+    """The hashed columns, sealed ones opened: a chain is over what was recorded, not how it is stored."""
+    return sealed.select_list(kind, FIELDS[kind] + OPTIONAL_FIELDS[kind])
 
 
 def _fields(kind: str, values: Any) -> dict[str, Any]:

@@ -26,7 +26,16 @@ def load_or_create_master_key(data_dir: str | Path) -> bytes:
     start."""
     path = Path(data_dir) / MASTER_KEY_NAME
     private_files.create_once(path, AESGCM.generate_key(bit_length=256))
-    key = path.read_bytes()
+    return load_master_key(data_dir)
+
+
+def load_master_key(data_dir: str | Path) -> bytes:
+    """Read ``<data_dir>/master.key``, which must exist."""
+    path = Path(data_dir) / MASTER_KEY_NAME
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyUnavailable(f"{path} is missing; restore it from the appliance backup") from None
     if len(key) != 32:
         raise KeyUnavailable(f"{path} is not a 32-byte key; restore it from the appliance backup")
     return key

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from hall_server.store import private_files, writegate
+from hall_server.store import private_files, sealed, writegate
 from hall_server.store.migrations import MIGRATIONS
 from hall_server.store.writegate import WalSync, WriteGate
 
@@ -27,6 +27,8 @@ class Store(sqlite_utils.Database):
 
     write_gate: WriteGate | None = None
     wal_sync: WalSync | None = None
+    #: Seals and opens the personal columns (hall_server/store/sealed.py).
+    column_keys: sealed.ColumnKeys | None = None
 
 
 def connect(data_dir: str | Path, synchronous: str = "FULL") -> Store:
@@ -46,6 +48,7 @@ def connect(data_dir: str | Path, synchronous: str = "FULL") -> Store:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     store = Store(conn)
+    store.column_keys = sealed.install(store, data_dir)
     store.write_gate, wal_sync = writegate.for_store(path)
     if mode == "FULL":
         store.wal_sync = wal_sync

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server.store import crypto
+from hall_server.store import crypto, sealed
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire, utc_now
 
@@ -131,7 +131,8 @@ def exam_facts(db: sqlite_utils.Database, exam_id: int) -> ExamFacts | None:
 def roster_entry(db: sqlite_utils.Database, exam_id: int, student_number: str) -> dict[str, Any] | None:
     """A student's roster entry (``student_number``, ``name``, ``seat``, ``extra_time_min``), or None."""
     row = db.execute(
-        "SELECT student_number, name, seat, extra_time_min FROM roster WHERE exam_id = ? AND "
+        "SELECT student_number, unseal(exam_id, name), seat, extra_time_min FROM roster WHERE "
+        "exam_id = ? AND "
         "student_number = ?",
         [exam_id, student_number],
     ).fetchone()
@@ -211,7 +212,13 @@ def add_roster(db: sqlite_utils.Database, exam_id: int, entries: list[RosterEntr
                 "INSERT INTO roster (exam_id, student_number, name, extra_time_min, seat) "
                 "VALUES (?,?,?,?,?) ON CONFLICT (exam_id, student_number) DO UPDATE SET "
                 "name = excluded.name, extra_time_min = excluded.extra_time_min, seat = excluded.seat",
-                [exam_id, entry.student_number, entry.name, entry.extra_time_min, entry.seat],
+                [
+                    exam_id,
+                    entry.student_number,
+                    sealed.seal(db, exam_id, entry.name),
+                    entry.extra_time_min,
+                    entry.seat,
+                ],
             )
     return len(entries)
 

@@ -7,6 +7,8 @@ import re
 
 from sqlite_utils import Database, Migrations
 
+from hall_server.store import crypto, sealed
+
 MIGRATIONS = Migrations("invigil")
 
 
@@ -392,4 +394,46 @@ def m007_receive_order(db: Database) -> None:
         CREATE INDEX capture_received ON capture(session_id, received_at);
         CREATE INDEX device_event_received ON device_event(session_id, received_at)
         """,
+    )
+
+
+@MIGRATIONS()
+def m008_sealed_columns(db: Database) -> None:
+    """Personal columns are sealed under their exam's key (hall_server/store/sealed.py): the values stored
+    before are sealed here, and a session's client address is found by a keyed hash of it
+    (``client_ip_index``) instead of by the address itself. A row whose exam's key is gone stays as it was
+    (retention deletes such rows with the key)."""
+    keys = sealed.keys_of(db)
+    _run_script(
+        db,
+        """
+        ALTER TABLE agent_session ADD COLUMN client_ip_index TEXT;
+        DROP INDEX agent_session_ip;
+        CREATE INDEX agent_session_address ON agent_session(client_ip_index, last_seen_at)
+        """,
+    )
+    # Findings are never edited in place; sealing them is no edit, so their guard steps aside for it.
+    db.execute("DROP TRIGGER annotation_append_only")
+    for table, columns in sealed.SEALED_COLUMNS.items():
+        plain = " OR ".join(f"typeof({column}) = 'text'" for column in columns)
+        rows = db.execute(
+            f"SELECT rowid, exam_id, {', '.join(columns)} FROM {table} WHERE {plain}"  # noqa: S608 -- fixed names
+        ).fetchall()
+        for rowid, exam_id, *values in rows:
+            try:
+                update: dict[str, bytes | str | None] = {
+                    column: keys.seal(exam_id, value) for column, value in zip(columns, values, strict=True)
+                }
+                if table == "agent_session":
+                    update["client_ip_index"] = keys.address_index(exam_id, values[0])
+            except crypto.KeyUnavailable:
+                continue
+            assignments = ", ".join(f"{column} = ?" for column in update)
+            db.execute(
+                f"UPDATE {table} SET {assignments} WHERE rowid = ?",  # noqa: S608 -- fixed names
+                [*update.values(), rowid],
+            )
+    db.execute(
+        "CREATE TRIGGER annotation_append_only BEFORE UPDATE ON annotation BEGIN "
+        "SELECT RAISE(ABORT, 'findings are never edited in place: record a correction instead'); END"
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hall_server.store import db
 from provisioning import bundle as provisioning_bundle
 from provisioning import certs
 
@@ -21,8 +22,12 @@ from support import BIN, LiveServer
 
 
 def query(exam, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(exam.data_dir / "invigil.db") as db:
-        return db.execute(sql, args).fetchall()
+    """Read the hall's store as the server does (personal columns open with ``unseal``)."""
+    store = db.connect(exam.data_dir)
+    try:
+        return store.execute(sql, args).fetchall()
+    finally:
+        store.close()
 
 
 def set_interval(exam, seconds: int) -> None:

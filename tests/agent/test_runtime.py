@@ -17,6 +17,7 @@ from agent.runtime import AgentRuntime, RuntimeSettings, SessionInfo
 from agent.spool import Spool
 from agent.transport import HallClient
 from agent.uploader import BackoffPolicy, Uploader
+from hall_server.store import db
 from invigil.payloads import Enrolment
 from invigil.timeutil import utc_now
 
@@ -25,8 +26,15 @@ from agent_screens import PARAGRAPHS, render_page
 
 
 def query(exam, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(exam.data_dir / "invigil.db") as db:
-        return db.execute(sql, args).fetchall()
+    """Read the hall's store as the server does (personal columns open with ``unseal``)."""
+    store = db.connect(exam.data_dir)
+    try:
+        return store.execute(sql, args).fetchall()
+    finally:
+        store.close()
+
+
+LEFT_DETAIL = "SELECT unseal(exam_id, detail) FROM device_event WHERE kind = 'left'"
 
 
 def set_interval(exam, seconds: int) -> None:
@@ -95,7 +103,7 @@ def test_leave_sends_everything_then_nothing_is_left_on_disk(exam, live_server, 
     kinds = [row[0] for row in query(exam, "SELECT kind FROM device_event ORDER BY rowid")]
     assert kinds[0] == "agent_started" and kinds[-1] == "left"
     assert {"monitors", "help_request"} <= set(kinds)
-    detail = json.loads(query(exam, "SELECT detail FROM device_event WHERE kind = 'left'")[0][0])
+    detail = json.loads(query(exam, LEFT_DETAIL)[0][0])
     assert detail == {"reason": "student"}
     snapshot = runtime.snapshot()
     assert snapshot.hand_raised and snapshot.leaving and snapshot.backlog == 0
@@ -135,9 +143,7 @@ def test_instructions_capture_now_and_end_exam(exam, live_server, tmp_path):
         )
     assert runtime.finished.wait(30)  # the invigilator ended the exam: the agent left by itself
     assert not state_dir.exists()
-    assert json.loads(query(exam, "SELECT detail FROM device_event WHERE kind = 'left'")[0][0]) == {
-        "reason": "end_exam"
-    }
+    assert json.loads(query(exam, LEFT_DETAIL)[0][0]) == {"reason": "end_exam"}
     assert "ended the exam" in runtime.snapshot().message
 
 
@@ -148,6 +154,4 @@ def test_duration_leaves_by_itself(exam, live_server, tmp_path, duration):
     runtime.start()
     assert runtime.finished.wait(30)
     assert time.monotonic() - started >= duration
-    assert json.loads(query(exam, "SELECT detail FROM device_event WHERE kind = 'left'")[0][0]) == {
-        "reason": "duration"
-    }
+    assert json.loads(query(exam, LEFT_DETAIL)[0][0]) == {"reason": "duration"}

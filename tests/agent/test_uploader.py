@@ -17,6 +17,7 @@ from agent.grab import MonitorFrame
 from agent.spool import Spool
 from agent.transport import HallClient
 from agent.uploader import EVENT_KIND, BackoffPolicy, Uploader, UploadStopped
+from hall_server.store import db
 from invigil.payloads import DeviceEvent, Enrolment
 from invigil.timeutil import utc_now
 
@@ -35,8 +36,12 @@ def enrolled(url: str, exam, student: str = "s0001") -> HallClient:
 
 
 def query(exam, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(exam.data_dir / "invigil.db") as db:
-        return db.execute(sql, args).fetchall()
+    """Read the hall's store as the server does (personal columns open with ``unseal``)."""
+    store = db.connect(exam.data_dir)
+    try:
+        return store.execute(sql, args).fetchall()
+    finally:
+        store.close()
 
 
 class ChangingScreen:
@@ -173,7 +178,7 @@ def test_a_refused_record_is_reported_and_never_jams_the_queue(exam, live_server
     while uploader.send_one():
         pass
     assert query(exam, "SELECT capture_id FROM capture") == [(first,)]
-    kinds = query(exam, "SELECT kind, detail FROM device_event ORDER BY rowid")
+    kinds = query(exam, "SELECT kind, unseal(exam_id, detail) FROM device_event ORDER BY rowid")
     assert [k for k, _ in kinds] == ["help_request", "capture_error"]
     assert json.loads(kinds[1][1]) == {
         "reason": "refused",

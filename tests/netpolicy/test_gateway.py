@@ -252,8 +252,8 @@ def test_laptop_behind_the_appliance_reaches_allowed_site_only(tmp_path: Path, p
             store = db.connect(exam.data_dir)
             try:
                 return store.execute(
-                    "SELECT host, decision, client_ip, session_id, source, reason FROM site_event "
-                    "ORDER BY host, decision"
+                    "SELECT unseal(exam_id, host) AS open_host, decision, unseal(exam_id, client_ip), "
+                    "session_id, source, reason FROM site_event ORDER BY open_host, decision"
                 ).fetchall()
             finally:
                 store.close()
@@ -279,6 +279,8 @@ def test_laptop_behind_the_appliance_reaches_allowed_site_only(tmp_path: Path, p
 def stored_session(data_dir: Path, client_ip: str) -> int:
     store = db.connect(data_dir)
     try:
-        return store.execute("SELECT id FROM agent_session WHERE client_ip = ?", [client_ip]).fetchone()[0]
+        return store.execute(
+            "SELECT id FROM agent_session WHERE unseal(exam_id, client_ip) = ?", [client_ip]
+        ).fetchone()[0]
     finally:
         store.close()

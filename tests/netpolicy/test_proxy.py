@@ -155,8 +155,9 @@ def site_events(exam, marker: str = "") -> list[dict]:
     store = db.connect(exam.data_dir)
     try:
         rows = store.execute(
-            "SELECT exam_id, client_ip, host, url, decision, reason, source FROM site_event "
-            "WHERE coalesce(url, '') LIKE ? OR reason LIKE ? ORDER BY time",
+            "SELECT exam_id, unseal(exam_id, client_ip), unseal(exam_id, host), "
+            "unseal(exam_id, url) AS open_url, decision, reason, source FROM site_event "
+            "WHERE coalesce(open_url, '') LIKE ? OR reason LIKE ? ORDER BY time",
             [f"%{marker}%", f"%{marker}%"],
         ).fetchall()
     finally:

@@ -400,10 +400,11 @@ def test_live_capture_on_the_hall_veth_reaches_the_hall_server(tmp_path: Path) -
             store = db.connect(exam.data_dir)
             try:
                 return store.execute(
-                    "SELECT e.source, e.host, e.client_ip, r.student_number, o.kind FROM site_event e "
+                    "SELECT e.source, unseal(e.exam_id, e.host), unseal(e.exam_id, e.client_ip), "
+                    "r.student_number, o.kind FROM site_event e "
                     "JOIN agent_session s ON s.id = e.session_id JOIN roster r ON r.id = s.roster_id "
                     "LEFT JOIN observation o ON o.session_id = e.session_id "
-                    "AND json_extract(o.detail, '$.host') = e.host "
+                    "AND json_extract(unseal(o.exam_id, o.detail), '$.host') = unseal(e.exam_id, e.host) "
                     "ORDER BY e.source"
                 ).fetchall()
             finally:

@@ -140,8 +140,9 @@ def site_log_csv(store: sqlite_utils.Database, exam_id: int) -> bytes:
     writer.writerows(
         [inert(cell) for cell in row]
         for row in store.execute(
-            "SELECT e.time, e.received_at, r.student_number, e.session_id, e.client_ip, e.source, e.host, "
-            "e.url, e.decision, e.reason FROM site_event e LEFT JOIN agent_session s ON s.id = e.session_id "
+            "SELECT e.time, e.received_at, r.student_number, e.session_id, unseal(e.exam_id, e.client_ip), "
+            "e.source, unseal(e.exam_id, e.host), unseal(e.exam_id, e.url), e.decision, e.reason "
+            "FROM site_event e LEFT JOIN agent_session s ON s.id = e.session_id "
             "LEFT JOIN roster r ON r.id = s.roster_id WHERE e.exam_id = ? ORDER BY e.time",
             [exam_id],
         )
@@ -248,7 +249,8 @@ def export_student_data(
             captures = []
             for capture in store.execute(
                 "SELECT capture_id, monitor, agent_time, received_at, changed, sha256, width, height, "
-                "format, trigger, focused_app, window_title, since_capture_id, base_capture_id FROM capture "
+                "format, trigger, unseal(exam_id, focused_app), unseal(exam_id, window_title), "
+                "since_capture_id, base_capture_id FROM capture "
                 "WHERE session_id = ? "
                 "ORDER BY agent_time, capture_id",
                 [session_id],

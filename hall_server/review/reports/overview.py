@@ -72,7 +72,7 @@ def exam_overview(db: sqlite_utils.Database, exam_id: int) -> list[StudentRow]:
     slack = timedelta(seconds=interval[0] if interval else 5)
     rows: dict[int, StudentRow] = {}
     for roster_id, number, name, seat in db.execute(
-        "SELECT id, student_number, name, seat FROM roster WHERE exam_id = ?", [exam_id]
+        "SELECT id, student_number, unseal(exam_id, name), seat FROM roster WHERE exam_id = ?", [exam_id]
     ):
         rows[roster_id] = StudentRow(roster_id, number, name, seat)
     session_roster: dict[int, int] = {}
@@ -134,17 +134,20 @@ def search(db: sqlite_utils.Database, exam_id: int, text: str, limit: int = SEAR
         return []
     hits: list[Hit] = []
     site_rows = db.execute(
-        "SELECT r.student_number, r.name, s.id, e.time, e.host, e.decision, e.source FROM site_event e "
+        "SELECT r.student_number, unseal(r.exam_id, r.name), s.id, e.time, "
+        "unseal(e.exam_id, e.host) AS open_host, e.decision, e.source FROM site_event e "
         "JOIN agent_session s ON s.id = e.session_id JOIN roster r ON r.id = s.roster_id "
-        "WHERE s.exam_id = ? AND instr(lower(e.host), ?) > 0 ORDER BY r.student_number, e.time LIMIT ?",
+        "WHERE s.exam_id = ? AND instr(lower(open_host), ?) > 0 ORDER BY r.student_number, e.time LIMIT ?",
         [exam_id, needle, limit * 20],
     ).fetchall()
     hits += _runs(site_rows, "site", lambda row: (row[4], f"{row[5]} ({row[6]})"))
     app_rows = db.execute(
-        "SELECT r.student_number, r.name, s.id, c.agent_time, c.focused_app, c.window_title FROM capture c "
+        "SELECT r.student_number, unseal(r.exam_id, r.name), s.id, c.agent_time, "
+        "unseal(c.exam_id, c.focused_app) AS open_app, unseal(c.exam_id, c.window_title) AS "
+        "open_title FROM capture c "
         "JOIN agent_session s ON s.id = c.session_id JOIN roster r ON r.id = s.roster_id "
-        "WHERE c.exam_id = ? AND c.changed = 1 AND (instr(lower(coalesce(c.focused_app, '')), ?) > 0 "
-        "OR instr(lower(coalesce(c.window_title, '')), ?) > 0) "
+        "WHERE c.exam_id = ? AND c.changed = 1 AND (instr(lower(coalesce(open_app, '')), ?) > 0 "
+        "OR instr(lower(coalesce(open_title, '')), ?) > 0) "
         "ORDER BY r.student_number, c.agent_time LIMIT ?",
         [exam_id, needle, needle, limit * 20],
     ).fetchall()
@@ -172,7 +175,8 @@ def _runs(rows: list[Any], what: str, describe: Any, gap: timedelta = RUN_GAP) -
 def student(db: sqlite_utils.Database, exam_id: int, student_number: str) -> dict[str, Any] | None:
     """A roster entry of the exam with its agent sessions (oldest first), or None."""
     row = db.execute(
-        "SELECT id, student_number, name, seat, extra_time_min FROM roster WHERE exam_id = ? "
+        "SELECT id, student_number, unseal(exam_id, name), seat, extra_time_min FROM roster WHERE "
+        "exam_id = ? "
         "AND student_number = ?",
         [exam_id, student_number],
     ).fetchone()

@@ -115,9 +115,9 @@ class Timeline:
 
 
 _SESSION_QUERY = """
-    SELECT s.id, s.exam_id, e.title, e.starts_at, e.ends_at, e.capture_interval_s, r.student_number, r.name,
-           r.seat, r.extra_time_min, s.agent_id, s.agent_version, s.os, s.client_ip, s.enrolled_at,
-           s.ended_at, s.state, s.chain_head, s.chain_length
+    SELECT s.id, s.exam_id, e.title, e.starts_at, e.ends_at, e.capture_interval_s, r.student_number,
+           unseal(r.exam_id, r.name), r.seat, r.extra_time_min, s.agent_id, s.agent_version, s.os,
+           unseal(s.exam_id, s.client_ip), s.enrolled_at, s.ended_at, s.state, s.chain_head, s.chain_length
     FROM agent_session s JOIN exam e ON e.id = s.exam_id JOIN roster r ON r.id = s.roster_id WHERE s.id = ?
 """
 
@@ -185,10 +185,10 @@ def find_gaps(times: list[datetime], interval_s: int, start: datetime | None = N
     return gaps
 
 
-def _decode(detail: str) -> dict[str, Any]:
+def _decode(detail: str | None) -> dict[str, Any]:
     try:
-        value = json.loads(detail)
-    except ValueError:
+        value = json.loads(detail)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # NULL once retention destroyed the exam's key
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -198,7 +198,8 @@ def timeline(db: sqlite_utils.Database, session_id: int) -> Timeline:
     facts = session_facts(db, session_id)
     rows = db.execute(
         "SELECT capture_id, monitor, agent_time, received_at, changed, sha256, thumb_sha256, width, height, "
-        "trigger, focused_app, window_title, since_capture_id FROM capture WHERE session_id = ? "
+        "trigger, unseal(exam_id, focused_app), unseal(exam_id, window_title), since_capture_id "
+        "FROM capture WHERE session_id = ? "
         "ORDER BY agent_time, capture_id",
         [session_id],
     ).fetchall()
@@ -216,7 +217,8 @@ def timeline(db: sqlite_utils.Database, session_id: int) -> Timeline:
             "received_at": row[6],
         }
         for row in db.execute(
-            "SELECT time, source, host, url, decision, reason, received_at FROM site_event "
+            "SELECT time, source, unseal(exam_id, host), unseal(exam_id, url), decision, reason, received_at "
+            "FROM site_event "
             "WHERE session_id = ? ORDER BY time",
             [session_id],
         )
@@ -224,7 +226,8 @@ def timeline(db: sqlite_utils.Database, session_id: int) -> Timeline:
     result.device_events = [
         {"at": from_wire(row[0]), "kind": row[1], "detail": _decode(row[2]), "received_at": row[3]}
         for row in db.execute(
-            "SELECT agent_time, kind, detail, received_at FROM device_event WHERE session_id = ? "
+            "SELECT agent_time, kind, unseal(exam_id, detail), received_at FROM device_event WHERE "
+            "session_id = ? "
             "ORDER BY agent_time",
             [session_id],
         )
@@ -238,7 +241,9 @@ def timeline(db: sqlite_utils.Database, session_id: int) -> Timeline:
             "acknowledged_at": row[4],
         }
         for row in db.execute(
-            "SELECT id, kind, at, detail, acknowledged_at FROM observation WHERE session_id = ? ORDER BY at",
+            "SELECT id, kind, at, unseal(exam_id, detail), acknowledged_at FROM observation WHERE "
+            "session_id = ? "
+            "ORDER BY at",
             [session_id],
         )
     ]

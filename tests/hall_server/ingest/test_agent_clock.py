@@ -71,7 +71,7 @@ def skew_observations(exam, session_id: int) -> list[tuple[int, str, bool]]:
         return [
             (row[0], row[1], row[2] is None)
             for row in store.execute(
-                "SELECT id, detail, acknowledged_at FROM observation "
+                "SELECT id, unseal(exam_id, detail), acknowledged_at FROM observation "
                 "WHERE session_id = ? AND kind = 'clock_skew' ORDER BY id",
                 [session_id],
             )

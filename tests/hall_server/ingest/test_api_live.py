@@ -30,7 +30,7 @@ def test_enrol_upload_and_read_back(exam, live_server):
 
     store = db.connect(exam.data_dir)
     rows = store.execute(
-        "SELECT capture_id, changed, window_title FROM capture ORDER BY agent_time"
+        "SELECT capture_id, changed, unseal(exam_id, window_title) FROM capture ORDER BY agent_time"
     ).fetchall()
     assert rows == [("cap-0000001", 1, "Exam – Q1 ✓"), ("unc-0000001", 0, None)]
     key = exams.exam_key(store, crypto.load_or_create_master_key(exam.data_dir), exam.exam_id)

@@ -706,7 +706,7 @@ def test_site_event_hosts_that_are_host_names_or_addresses_are_stored(client, ex
     response = post_as_service(client, exam, {"events": [site_event(host=host)]})
     assert response.get_json() == {"stored": 1, "duplicates": 0}
     store = db.connect(exam.data_dir)
-    assert store.execute("SELECT host FROM site_event").fetchone()[0] == stored
+    assert store.execute("SELECT unseal(exam_id, host) FROM site_event").fetchone()[0] == stored
     store.close()
 
 

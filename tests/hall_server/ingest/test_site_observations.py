@@ -54,7 +54,8 @@ def test_repeated_blocked_attempts_raise_one_open_observation(client, exam):
     store = db.connect(exam.data_dir)
     assert store.execute("SELECT COUNT(*) FROM site_event").fetchone()[0] == 4
     feed = store.execute(
-        "SELECT json_extract(detail, '$.host') FROM observation WHERE kind = 'blocked_site' ORDER BY id"
+        "SELECT json_extract(unseal(exam_id, detail), '$.host') FROM observation WHERE kind = 'blocked_site' "
+        "ORDER BY id"
     ).fetchall()
     assert [row[0] for row in feed] == ["chat.example.com", "mail.example.com"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hall_server.store import db
+from hall_server.store import crypto, db, sealed
 from hall_server.store.migrations import MIGRATIONS
 
 #: The tables retention deletes from, whose ids the audit log (or its detail) names.
@@ -270,10 +270,11 @@ def test_ids_never_reused_applies_to_a_filled_store_and_keeps_everything(tmp_pat
     schema, rows = _schema(store), _rows(store)
     store.close()
 
-    applied = db.migrate(tmp_path / "data")
-    assert applied == ["m005_ids_never_reused", "m006_retention_keeps_counts", "m007_receive_order"]
-
+    # Up to the migration that seals personal columns, which test_sealing_* covers.
     store = db.connect(tmp_path / "data")
+    applied = [migration.name for migration in MIGRATIONS.pending(store)][:3]
+    MIGRATIONS.apply(store, stop_before="m008_sealed_columns")
+    assert applied == ["m005_ids_never_reused", "m006_retention_keeps_counts", "m007_receive_order"]
     for table in DELETED_BY_RETENTION:
         assert "AUTOINCREMENT" in _sql(store, table), table
     after = _schema(store)
@@ -359,3 +360,37 @@ def test_ids_never_reused_runs_again_after_a_crash_before_it_was_recorded(tmp_pa
     assert db.migrate(tmp_path / "data") == ["m005_ids_never_reused"]
     store = db.connect(tmp_path / "data")
     assert (_schema(store), _rows(store)) == (schema, rows)
+
+
+def test_sealing_applies_to_a_filled_store_and_keeps_every_value(tmp_path):
+    """A store of the previous release, with a real master key and exam key: m008 seals its personal
+    columns in place; every value opens to what it was, and sessions are still found by address."""
+    data_dir = tmp_path / "data"
+    store = _store_before(data_dir, "m008_sealed_columns")
+    _fill(store)
+    master = crypto.load_or_create_master_key(data_dir)
+    wrapped = crypto.wrap_exam_key(master, crypto.new_exam_key())
+    store.execute("UPDATE exam_key SET wrapped = ? WHERE exam_id = 1", [wrapped])
+    plain = {
+        table: store.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid").fetchall()
+        for table, columns in sealed.SEALED_COLUMNS.items()
+    }
+    store.close()
+
+    assert db.migrate(data_dir) == ["m008_sealed_columns"]
+    store = db.connect(data_dir)
+    for table, columns in sealed.SEALED_COLUMNS.items():
+        opened = ", ".join(f"unseal(exam_id, {column})" for column in columns)
+        assert store.execute(f"SELECT {opened} FROM {table} ORDER BY rowid").fetchall() == plain[table], table
+    store.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    on_disk = (data_dir / "invigil.db").read_bytes()
+    for value in (b"Student 1", b"chat.example.com", b"stray.example.org", b"10.0.0.1", b"case 17"):
+        assert value not in on_disk, value
+    # The address index replaced the plain address index, and names the session of an address.
+    keys = sealed.keys_of(store)
+    assert store.execute(
+        "SELECT id FROM agent_session WHERE client_ip_index = ?", [keys.address_index(1, "10.0.0.2")]
+    ).fetchall() == [(2,)]
+    assert "agent_session_ip" not in {row[1] for row in store.execute("PRAGMA index_list(agent_session)")}
+    with pytest.raises(sqlite3.IntegrityError, match="never edited in place"):
+        store.execute("UPDATE annotation SET text = 'changed' WHERE id = 1")
