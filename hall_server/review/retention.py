@@ -2,8 +2,8 @@
 
 An exam is due ``retention_days`` after its end. For a due exam, every student without an open hold loses
 all rows (captures, device and site events, observations, findings, instructions, sessions, roster entry,
-lifted holds) and blob files. When no hold remains, the exam key is destroyed too (``wrapped`` NULL): from
-then on no copy of its blobs, backups included, can be decrypted. A held student's rows and blobs (and so
+lifted holds) and blob files. When no hold remains, the exam key is destroyed too (its file, ``examkeys``):
+from then on no copy of its blobs or sealed rows, backups included, can be decrypted. A held student's rows and blobs (and so
 the key) stay until the hold is lifted; the next daily run deletes them. Each run over an exam writes a
 ``deletion_log`` row (counts, never names) and an audit row. Site events no session claimed (a laptop in no
 running session: ``exam_id`` NULL) go once older than the longest retention of any exam of the hall
@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from hall_server.store import audit, sealed
+from hall_server.store import audit, examkeys, sealed
 from hall_server.store.blobs import BlobStore
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
@@ -272,6 +273,12 @@ def _delete_unclaimed(db: sqlite_utils.Database, now: datetime, days: int, by: s
     return removed
 
 
+def _destroy_leftover_keys(db: sqlite_utils.Database, data_dir: Path) -> None:
+    """Key files of exams whose key retention destroyed, left by a run that stopped before removing them."""
+    for (exam_id,) in db.execute("SELECT exam_id FROM exam_key WHERE destroyed_at IS NOT NULL").fetchall():
+        examkeys.destroy(data_dir, exam_id)
+
+
 def run(
     db: sqlite_utils.Database,
     blobs: BlobStore,
@@ -287,8 +294,10 @@ def run(
     days = unclaimed_retention_days(db)
     if dry_run:
         return RetentionRun(deletions, _count_unclaimed(db, now, days), days)
+    data_dir = examkeys.data_dir_of(db)
     db.execute("PRAGMA secure_delete = ON")
     try:
+        _destroy_leftover_keys(db, data_dir)
         for deletion in deletions:
             with write_transaction(db):
                 _delete_exam_rows(db, deletion, blobs)
@@ -320,6 +329,11 @@ def run(
                     {"by": by, "counts": logged_counts, "key_destroyed": deletion.key_destroyed},
                     now,
                 )
+            if deletion.key_destroyed:
+                # Once the row saying so committed; a crash before this line leaves a file that the
+                # next run removes, and that no reader opens meanwhile (its key is marked destroyed).
+                examkeys.destroy(data_dir, deletion.exam_id)
+                sealed.keys_of(db).forget()
         unclaimed = _delete_unclaimed(db, now, days, by)
         if deletions or unclaimed:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

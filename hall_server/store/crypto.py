@@ -1,6 +1,7 @@
-"""Encryption at rest: a hall master key file wraps one AES-256 key per exam; blobs are AES-GCM.
+"""Encryption at rest: a hall master key file wraps one AES-256 key per exam (kept by ``examkeys``); blobs are
+AES-GCM.
 
-Destroying an exam's wrapped key (retention) makes every copy of its blobs unreadable, backups included."""
+Destroying an exam's key file (retention) makes every copy of its blobs unreadable, backups included."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ NONCE_BYTES = 12
 
 class KeyUnavailable(Exception):
     """The master key is missing or wrong, or an exam key was destroyed."""
+
+
+class KeyDestroyed(KeyUnavailable):
+    """Retention destroyed the exam's key (or there is no such exam): its data is meant to be gone."""
 
 
 def load_or_create_master_key(data_dir: str | Path) -> bytes:

@@ -29,6 +29,8 @@ class Store(sqlite_utils.Database):
     wal_sync: WalSync | None = None
     #: Seals and opens the personal columns (hall_server/store/sealed.py).
     column_keys: sealed.ColumnKeys | None = None
+    #: The data directory this store is in (its exam keys are files there: hall_server/store/examkeys.py).
+    data_dir: Path | None = None
 
 
 def connect(data_dir: str | Path, synchronous: str = "FULL") -> Store:
@@ -48,6 +50,7 @@ def connect(data_dir: str | Path, synchronous: str = "FULL") -> Store:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     store = Store(conn)
+    store.data_dir = Path(data_dir)
     store.column_keys = sealed.install(store, data_dir)
     store.write_gate, wal_sync = writegate.for_store(path)
     if mode == "FULL":

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server.store import crypto, sealed
+from hall_server.store import examkeys, sealed
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire, utc_now
 
@@ -193,10 +193,8 @@ def create_exam(
             ],
         )
         exam_id = int(cursor.lastrowid or 0)
-        wrapped = crypto.wrap_exam_key(master_key, crypto.new_exam_key())
-        db.execute(
-            "INSERT INTO exam_key (exam_id, wrapped, created_at) VALUES (?, ?, ?)", [exam_id, wrapped, now]
-        )
+        examkeys.create(examkeys.data_dir_of(db), master_key, exam_id)
+        db.execute("INSERT INTO exam_key (exam_id, created_at) VALUES (?, ?)", [exam_id, now])
     return exam_id
 
 
@@ -224,8 +222,6 @@ def add_roster(db: sqlite_utils.Database, exam_id: int, entries: list[RosterEntr
 
 
 def exam_key(db: sqlite_utils.Database, master_key: bytes, exam_id: int) -> bytes:
-    """The exam's blob key; raises ``KeyUnavailable`` once retention destroyed it."""
-    row = db.execute("SELECT wrapped FROM exam_key WHERE exam_id = ?", [exam_id]).fetchone()
-    if row is None or row[0] is None:
-        raise crypto.KeyUnavailable(f"exam {exam_id} has no key (deleted by retention)")
-    return crypto.unwrap_exam_key(master_key, row[0])
+    """The exam's key (a file of the data directory: hall_server/store/examkeys.py); raises
+    ``KeyUnavailable`` once retention destroyed it."""
+    return examkeys.load(db, examkeys.data_dir_of(db), master_key, exam_id)

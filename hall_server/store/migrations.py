@@ -7,7 +7,7 @@ import re
 
 from sqlite_utils import Database, Migrations
 
-from hall_server.store import crypto, sealed
+from hall_server.store import crypto, examkeys, sealed
 
 MIGRATIONS = Migrations("invigil")
 
@@ -398,11 +398,23 @@ def m007_receive_order(db: Database) -> None:
 
 
 @MIGRATIONS()
-def m008_sealed_columns(db: Database) -> None:
+def m008_exam_keys_in_files(db: Database) -> None:
+    """Exam keys move out of the database into ``keys/`` (hall_server/store/examkeys.py), so that no database
+    backup holds key material: each wrapped key is written (fsynced) to its file, then cleared here."""
+    data_dir = examkeys.data_dir_of(db)
+    for exam_id, wrapped in db.execute(
+        "SELECT exam_id, wrapped FROM exam_key WHERE wrapped IS NOT NULL AND destroyed_at IS NULL"
+    ).fetchall():
+        examkeys.store_wrapped(data_dir, exam_id, wrapped)
+    db.execute("UPDATE exam_key SET wrapped = NULL WHERE wrapped IS NOT NULL")
+
+
+@MIGRATIONS()
+def m009_sealed_columns(db: Database) -> None:
     """Personal columns are sealed under their exam's key (hall_server/store/sealed.py): the values stored
     before are sealed here, and a session's client address is found by a keyed hash of it
-    (``client_ip_index``) instead of by the address itself. A row whose exam's key is gone stays as it was
-    (retention deletes such rows with the key)."""
+    (``client_ip_index``) instead of by the address itself. A row whose exam's key retention destroyed
+    stays as it was (retention deleted such rows with the key); any other missing key stops the migration."""
     keys = sealed.keys_of(db)
     _run_script(
         db,
@@ -412,7 +424,9 @@ def m008_sealed_columns(db: Database) -> None:
         CREATE INDEX agent_session_address ON agent_session(client_ip_index, last_seen_at)
         """,
     )
-    # Findings are never edited in place; sealing them is no edit, so their guard steps aside for it.
+    # The plain values must not stay behind in the pages' free space, and findings are never edited in
+    # place (sealing them is no edit, so their guard steps aside for it).
+    db.execute("PRAGMA secure_delete = ON")
     db.execute("DROP TRIGGER annotation_append_only")
     for table, columns in sealed.SEALED_COLUMNS.items():
         plain = " OR ".join(f"typeof({column}) = 'text'" for column in columns)
@@ -426,7 +440,7 @@ def m008_sealed_columns(db: Database) -> None:
                 }
                 if table == "agent_session":
                     update["client_ip_index"] = keys.address_index(exam_id, values[0])
-            except crypto.KeyUnavailable:
+            except crypto.KeyDestroyed:
                 continue
             assignments = ", ".join(f"{column} = ?" for column in update)
             db.execute(
@@ -437,3 +451,4 @@ def m008_sealed_columns(db: Database) -> None:
         "CREATE TRIGGER annotation_append_only BEFORE UPDATE ON annotation BEGIN "
         "SELECT RAISE(ABORT, 'findings are never edited in place: record a correction instead'); END"
     )
+    db.execute("PRAGMA secure_delete = OFF")

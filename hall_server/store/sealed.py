@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hall_server.store import crypto
+from hall_server.store import crypto, examkeys
 
 #: The sealed columns of each table. Every one of these tables has an ``exam_id`` column naming the key.
 SEALED_COLUMNS: Mapping[str, tuple[str, ...]] = {
@@ -113,11 +113,12 @@ class ColumnKeys:
         if exam_id is None:
             keys = _ExamKeys(AESGCM(_derive(self._master_key(), b"unclaimed-site-events")), None, now + 3600)
         else:
-            row = self._db.execute("SELECT wrapped FROM exam_key WHERE exam_id = ?", [exam_id]).fetchone()
-            if row is None or row[0] is None:
-                keys = _ExamKeys(None, None, now + self.key_ttl_s)  # destroyed by retention (or no such exam)
+            master = self._master_key()
+            try:
+                exam_key = examkeys.load(self._db, self._data_dir, master, exam_id)
+            except crypto.KeyDestroyed:
+                keys = _ExamKeys(None, None, now + self.key_ttl_s)
             else:
-                exam_key = crypto.unwrap_exam_key(self._master_key(), row[0])
                 keys = _ExamKeys(
                     AESGCM(_derive(exam_key, b"columns")),
                     _derive(exam_key, b"address-index"),
@@ -140,9 +141,7 @@ class ColumnKeys:
             return None
         aead = self._exam(exam_id).aead
         if aead is None:
-            raise crypto.KeyUnavailable(
-                f"exam {exam_id} has no key (deleted by retention): nothing is stored"
-            )
+            raise crypto.KeyDestroyed(f"exam {exam_id} has no key (deleted by retention): nothing is stored")
         nonce = os.urandom(_NONCE)
         return MAGIC + nonce + aead.encrypt(nonce, value.encode("utf-8", "surrogatepass"), _aad(exam_id))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from hall_server.app import create_app
 from hall_server.review import findings, retention
-from hall_server.store import audit, crypto, db, exams
+from hall_server.store import audit, crypto, db, examkeys, exams
 from hall_server.store.blobs import BlobStore
 from invigil import protocol as p
 from invigil.payloads import Enrolment, SiteEvent
@@ -81,7 +82,8 @@ def test_due_exam_leaves_no_file_no_row_and_no_decryptable_copy(exam, finished, 
     store, seeded = finished
     master = crypto.load_or_create_master_key(exam.data_dir)
     exam_key = exams.exam_key(store, master, exam.exam_id)
-    wrapped = store.execute("SELECT wrapped FROM exam_key").fetchone()[0]
+    key_file = examkeys.key_path(exam.data_dir, exam.exam_id)
+    wrapped = key_file.read_bytes()
     backup = tmp_path / "blobs-backup"
     shutil.copytree(exam.data_dir / "blobs" / str(exam.exam_id), backup)
     store.close()
@@ -94,6 +96,7 @@ def test_due_exam_leaves_no_file_no_row_and_no_decryptable_copy(exam, finished, 
         assert store.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, table
     assert not (exam.data_dir / "blobs" / str(exam.exam_id)).exists()
     assert store.execute("SELECT wrapped, destroyed_at IS NOT NULL FROM exam_key").fetchone() == (None, 1)
+    assert not key_file.exists()
     with pytest.raises(crypto.KeyUnavailable):
         exams.exam_key(store, master, exam.exam_id)
 
@@ -113,6 +116,32 @@ def test_due_exam_leaves_no_file_no_row_and_no_decryptable_copy(exam, finished, 
     assert (
         store.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'retention_delete'").fetchone()[0] == 1
     )
+
+
+def test_a_database_backup_from_before_retention_opens_nothing_once_the_key_is_destroyed(
+    exam, finished, tmp_path
+):
+    """A backup of invigil.db holds no key: restored beside master.key after retention, it shows no name,
+    window title or site of the exam, and opens none of its screens."""
+    store, _ = finished
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    store.execute("VACUUM INTO ?", [str(backup / "invigil.db")])  # as `sqlite3 .backup` of a live store
+    shutil.copy(exam.data_dir / "master.key", backup / "master.key")
+    store.close()
+
+    _retention(exam.data_dir, "--now", _after_retention(db.connect(exam.data_dir)))
+    # Restored beside the appliance's master.key and keys/, which no longer holds the exam's key.
+    shutil.copytree(exam.data_dir / "keys", backup / "keys")
+    restored = db.connect(backup)
+    assert restored.execute("SELECT COUNT(*) FROM roster").fetchone()[0] == 5  # the rows are in the backup
+    for column, table in (("name", "roster"), ("host", "site_event"), ("window_title", "capture")):
+        with pytest.raises(sqlite3.OperationalError):  # the key of exam 1 is missing: nothing opens
+            restored.execute(f"SELECT unseal(exam_id, {column}) FROM {table}").fetchall()
+    with pytest.raises(crypto.KeyUnavailable, match="missing"):
+        exams.exam_key(restored, crypto.load_master_key(backup), exam.exam_id)
+    raw = (backup / "invigil.db").read_bytes()
+    assert b"Student s0001" not in raw and b"chat.example.com" not in raw and b"Exam question" not in raw
 
 
 def test_a_held_case_is_kept_until_the_hold_is_lifted(exam, finished):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hall_server.store import crypto, db, sealed
+from hall_server.store import crypto, db, examkeys, sealed
 from hall_server.store.migrations import MIGRATIONS
 
 #: The tables retention deletes from, whose ids the audit log (or its detail) names.
@@ -24,6 +24,12 @@ def _store_before(data_dir: Path, migration: str) -> db.Store:
     store = db.connect(data_dir)
     MIGRATIONS.apply(store, stop_before=migration)
     return store
+
+
+def _wrapped_key(store: db.Store) -> bytes:
+    """An exam key as the previous release kept it: wrapped by the data directory's master key."""
+    assert store.data_dir is not None
+    return crypto.wrap_exam_key(crypto.load_or_create_master_key(store.data_dir), crypto.new_exam_key())
 
 
 def _fill(store: db.Store) -> None:
@@ -45,7 +51,7 @@ def _fill(store: db.Store) -> None:
             },
         ),
         ("assignment", {"id": 1, "user_id": 1, "role": "reviewer", "exam_id": 1}),
-        ("exam_key", {"exam_id": 1, "wrapped": b"\x01" * 40, "created_at": T}),
+        ("exam_key", {"exam_id": 1, "wrapped": _wrapped_key(store), "created_at": T}),
         *[
             (
                 "roster",
@@ -273,7 +279,7 @@ def test_ids_never_reused_applies_to_a_filled_store_and_keeps_everything(tmp_pat
     # Up to the migration that seals personal columns, which test_sealing_* covers.
     store = db.connect(tmp_path / "data")
     applied = [migration.name for migration in MIGRATIONS.pending(store)][:3]
-    MIGRATIONS.apply(store, stop_before="m008_sealed_columns")
+    MIGRATIONS.apply(store, stop_before="m008_exam_keys_in_files")
     assert applied == ["m005_ids_never_reused", "m006_retention_keeps_counts", "m007_receive_order"]
     for table in DELETED_BY_RETENTION:
         assert "AUTOINCREMENT" in _sql(store, table), table
@@ -363,22 +369,24 @@ def test_ids_never_reused_runs_again_after_a_crash_before_it_was_recorded(tmp_pa
 
 
 def test_sealing_applies_to_a_filled_store_and_keeps_every_value(tmp_path):
-    """A store of the previous release, with a real master key and exam key: m008 seals its personal
-    columns in place; every value opens to what it was, and sessions are still found by address."""
+    """A store of the previous release, with a real master key and exam key: m008 moves the key into a
+    file and m009 seals the personal columns in place; every value opens to what it was, and sessions are
+    still found by address."""
     data_dir = tmp_path / "data"
-    store = _store_before(data_dir, "m008_sealed_columns")
+    store = _store_before(data_dir, "m008_exam_keys_in_files")
     _fill(store)
-    master = crypto.load_or_create_master_key(data_dir)
-    wrapped = crypto.wrap_exam_key(master, crypto.new_exam_key())
-    store.execute("UPDATE exam_key SET wrapped = ? WHERE exam_id = 1", [wrapped])
+    [(wrapped,)] = store.execute("SELECT wrapped FROM exam_key").fetchall()
     plain = {
         table: store.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid").fetchall()
         for table, columns in sealed.SEALED_COLUMNS.items()
     }
     store.close()
 
-    assert db.migrate(data_dir) == ["m008_sealed_columns"]
+    assert db.migrate(data_dir) == ["m008_exam_keys_in_files", "m009_sealed_columns"]
     store = db.connect(data_dir)
+    # The key moved out of the database into its own file.
+    assert store.execute("SELECT wrapped FROM exam_key").fetchall() == [(None,)]
+    assert examkeys.key_path(data_dir, 1).read_bytes() == wrapped
     for table, columns in sealed.SEALED_COLUMNS.items():
         opened = ", ".join(f"unseal(exam_id, {column})" for column in columns)
         assert store.execute(f"SELECT {opened} FROM {table} ORDER BY rowid").fetchall() == plain[table], table
