@@ -153,9 +153,8 @@ def enrol(
     with write_transaction(db):
         cursor = db.execute(
             "INSERT INTO agent_session (exam_id, roster_id, agent_id, token_hash, client_ip, "
-            "client_ip_index, "
-            "agent_version, os, enrolled_at, enrol_agent_time, last_seen_at, last_agent_time, expires_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "client_ip_index, agent_version, os, enrolled_at, enrol_agent_time, last_seen_at, "
+            "last_agent_time, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 exam_id,
                 student[0],
@@ -201,8 +200,8 @@ def authenticate(db: sqlite_utils.Database, authorization: str | None, now: date
 
 
 def _moved_to(db: sqlite_utils.Database, session: Session, client_ip: str) -> None:
-    """Keep the address the session was last seen from (its site events are found by it), sealing it again
-    only when it changed."""
+    """Keep the address the session was last seen from (its site events are found by it): the row is
+    written only when the address changed."""
     keys = sealed.keys_of(db)
     index = keys.address_index(session.exam_id, client_ip)
     db.execute(

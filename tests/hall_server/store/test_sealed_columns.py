@@ -14,10 +14,10 @@ from cryptography.exceptions import InvalidTag
 from hall_server.review import findings, retention
 from hall_server.review.reports.timeline import timeline
 from hall_server.store import crypto, db, sealed
-from invigil.payloads import SiteEvent
+from invigil.payloads import Enrolment, Heartbeat, SiteEvent
 from invigil.timeutil import utc_now
 
-from reviewseed import add_staff, post_site_events, seed_exam
+from reviewseed import FlaskHall, add_staff, post_site_events, seed_exam
 
 #: What the seeded exam recorded of a student, each in a sealed column.
 PERSONAL = {
@@ -134,3 +134,33 @@ def test_a_site_event_no_session_claimed_is_sealed_too(exam, recorded, client):
         "SELECT host, unseal(exam_id, host), unseal(exam_id, client_ip) FROM site_event WHERE exam_id IS NULL"
     ).fetchall()
     assert stored.startswith(sealed.MAGIC) and (host, address) == ("stray.example.org", "10.9.9.9")
+
+
+def test_a_laptop_that_moves_to_another_address_is_followed(exam, client):
+    """Addresses are sealed, so a session is found by the keyed hash of its latest address: after a
+    heartbeat from a new address, the proxy's events from it land in that seat, and from the old one not."""
+    hall = FlaskHall(client, "10.0.0.21")
+    hall.enrol(Enrolment("s0001", exam.join_code, "agent-s0001", utc_now(), "0.1", "Linux"))
+    hall.client_ip = "10.0.0.99"
+    hall.heartbeat(Heartbeat(utc_now()))
+    post_site_events(
+        client,
+        [
+            SiteEvent(
+                "px-new-1", utc_now(), "10.0.0.99", "exam.uni.example", "allowed", "proxy", "allowlist"
+            ),
+            SiteEvent(
+                "px-old-1", utc_now(), "10.0.0.21", "exam.uni.example", "allowed", "proxy", "allowlist"
+            ),
+        ],
+    )
+    store = db.connect(exam.data_dir)
+    rows = store.execute(
+        "SELECT event_id, session_id IS NOT NULL, unseal(exam_id, client_ip) FROM site_event "
+        "ORDER BY event_id"
+    ).fetchall()
+    assert rows == [("px-new-1", 1, "10.0.0.99"), ("px-old-1", 0, "10.0.0.21")]
+    assert store.execute("SELECT unseal(exam_id, client_ip) FROM agent_session").fetchall() == [
+        ("10.0.0.99",)
+    ]
+    store.close()
