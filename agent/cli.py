@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import logging
 import os
-import platform
 import signal
 import sys
 import tempfile
@@ -24,8 +23,9 @@ from agent.devices import CategoriesError, DeviceChecker, load_categories
 from agent.display import check_display_server
 from agent.focus import system_probe
 from agent.grab import CaptureUnavailable, MssGrabber
+from agent.osinfo import os_description, without_wmi
 from agent.runtime import AgentRuntime, Announcer, RuntimeSettings, SessionInfo
-from agent.spool import DEFAULT_MAX_BYTES, Spool
+from agent.spool import DEFAULT_MAX_BYTES, Spool, key_from_wire
 from agent.status import TerminalStatus, TkStatus, tk_available
 from agent.transport import HallClient, Refused, Unreachable
 from agent.uploader import Uploader
@@ -187,7 +187,7 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca_file = write_ca_file(bundle, state_dir) if bundle else None
     agent_id = new_record_id()
-    os_name = f"{platform.system()} {platform.release()}"[:64]
+    os_name = os_description()
     try:
         urls = candidate_urls(args, bundle)
         client = connect(urls, str(ca_file) if ca_file else None, bundle is None, args.source_address)
@@ -202,7 +202,15 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
             raise AgentExit(f"The hall server did not let you join: {exc.message or exc.code}") from None
         raise AgentExit(str(exc)) from None
     exam = answer.get("exam", {})
-    spool = Spool(state_dir / "spool", max_bytes=args.spool_max_mb * 2**20)
+    try:
+        spool_key = key_from_wire(answer.get("spool_key"))
+    except ValueError as exc:
+        raise AgentExit(str(exc)) from None
+    if spool_key is None:
+        log.warning("the hall server issues no spool key: a spool left by a crash will not be sent")
+    spool = Spool(state_dir / "spool", max_bytes=args.spool_max_mb * 2**20, key=spool_key)
+    if spool.leftovers_deleted:
+        log.info("deleted %d records a session that never joined again left behind", spool.leftovers_deleted)
     uploader = Uploader(client, spool, new_id=new_record_id)
     uploader.state.capture_interval_s = float(exam.get("capture_interval_s", 5))
     uploader.state.connected = True
@@ -274,6 +282,7 @@ def start_announcer(agent_id: str) -> Announcer | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``invigil-agent``)."""
+    without_wmi()
     try:
         sys.exit(run(argv))
     except (AgentExit, BundleError, CategoriesError, CaptureUnavailable) as exc:
