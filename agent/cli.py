@@ -19,10 +19,18 @@ from pathlib import Path
 
 from agent.bundle import AgentBundle, BundleError, load_bundle, write_ca_file
 from agent.capture import capture_settings, new_record_id
-from agent.devices import CategoriesError, DeviceChecker, load_categories
+from agent.check import run_check
+from agent.devices import (
+    CategoriesError,
+    DeviceChecker,
+    load_categories,
+    psutil_interfaces,
+    psutil_process_names,
+)
 from agent.display import check_display_server
 from agent.focus import system_probe
 from agent.grab import CaptureUnavailable, MssGrabber
+from agent.i18n import LANGUAGES, set_language
 from agent.osinfo import os_description, without_wmi
 from agent.runtime import AgentRuntime, Announcer, RuntimeSettings, SessionInfo
 from agent.spool import DEFAULT_MAX_BYTES, Spool, key_from_wire
@@ -37,6 +45,11 @@ log = logging.getLogger("agent")
 EXAMPLE = """Example:
   invigil-agent --bundle invigil-hall-a.json
   invigil-agent --server https://10.20.0.1:8443 --bundle invigil-hall-a.json --student-number s1234567
+  invigil-agent check --bundle invigil-hall-a.json      (the practice check, days before the exam)
+"""
+CHECK_EXAMPLE = """Example:
+  invigil-agent check --bundle invigil-hall-a.json
+  invigil-agent check --out ~/invigil-check --lang nl
 """
 
 
@@ -49,7 +62,10 @@ class AgentExit(Exception):
 
 
 def default_state_dir() -> Path:
-    """A per-user directory under the system temp dir (Windows' temp dir is per user already)."""
+    """``%LOCALAPPDATA%\\Invigil`` on Windows (leaving deletes it, and so does the uninstaller), else a
+    per-user directory under the system temp dir."""
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "Invigil"
     user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     return Path(tempfile.gettempdir()) / f"invigil-agent-{user}"
 
@@ -94,8 +110,77 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP",
         help="send from this local address (labs and demos running several agents on one machine)",
     )
+    add("--lang", choices=LANGUAGES, help="the language of Invigil's messages (default: the system's)")
     add("-v", "--verbose", action="store_true", help="log what the agent does to stderr")
     return parser
+
+
+def build_check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="invigil-agent check",
+        description="Practise before the exam: see what Invigil would record and what to fix. Sends nothing.",
+        epilog=CHECK_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--bundle", metavar="FILE", help="the agent bundle from your hall, to check this agent fits it")
+    add("--categories", action="append", default=[], metavar="FILE", help="extra process categories (JSON)")
+    add(
+        "--out",
+        type=Path,
+        default=Path("invigil-check"),
+        metavar="DIR",
+        help="where to put the pictures of your screens (default ./invigil-check)",
+    )
+    add("--lang", choices=LANGUAGES, help="the language of Invigil's messages (default: the system's)")
+    return parser
+
+
+def check(argv: Sequence[str], grab_factory: Callable[[], object] | None = None) -> int:
+    """``invigil-agent check``: exit 0 when the laptop is ready (warnings allowed), 1 when not."""
+    args = build_check_parser().parse_args(argv)
+    set_language(args.lang)
+    bundle = load_bundle(args.bundle) if args.bundle else None
+    categories = load_categories(args.categories)
+    permission = None
+    try:
+        display_server = check_display_server()
+    except CaptureUnavailable as exc:
+        display_server = "none"
+        grab_factory = _unavailable(exc)
+    if display_server == "wayland" and grab_factory is None:
+        from agent.portal import PERMISSION_TIMEOUT_S, PortalGrabber
+
+        grab_factory = lambda: PortalGrabber(timeout_s=PERMISSION_TIMEOUT_S)  # noqa: E731
+    if display_server == "macos":
+        from agent.macos_permission import check_finding
+
+        permission = check_finding
+    report = run_check(
+        grab_factory=grab_factory or MssGrabber,  # type: ignore[arg-type]
+        out_dir=args.out,
+        display_server=display_server,
+        categories=categories,
+        agent_version=agent_version(),
+        bundle=bundle,
+        list_processes=psutil_process_names,
+        list_interfaces=psutil_interfaces,
+        **({"permission": permission} if permission else {}),
+    )
+    print("\n".join(report.lines()))
+    return 0 if report.ready else 1
+
+
+def _unavailable(exc: CaptureUnavailable) -> Callable[[], object]:
+    def grab_factory() -> object:
+        raise exc
+
+    return grab_factory
+
+
+def practice_check() -> None:
+    """The Start-menu entry "Invigil practice check": ``invigil-agent check`` with its arguments."""
+    main(["check", *sys.argv[1:]])
 
 
 def candidate_urls(args: argparse.Namespace, bundle: AgentBundle | None) -> list[str]:
@@ -167,7 +252,11 @@ def agent_version() -> str:
 
 def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | None = None) -> int:
     """Parse, join, run until leaving; returns the exit status. ``main`` wraps it for the console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        return check(argv[1:], grab_factory)
     args = build_parser().parse_args(argv)
+    set_language(args.lang)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -182,6 +271,10 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     categories = load_categories(args.categories)
     if display_server == "wayland" and grab_factory is None:
         grab_factory = ask_portal_permission()  # raises CaptureUnavailable before the student joins
+    if display_server == "macos" and grab_factory is None:
+        from agent.macos_permission import ensure_screen_recording
+
+        ensure_screen_recording()  # prompts and raises with what to do, before the student joins
     gui = not args.no_gui and tk_available()
     state_dir = args.state_dir or default_state_dir()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from Crypto.Cipher import AES
 
 MAGIC = b"IVSP\x02"
 NONCE_BYTES = 12
+TAG_BYTES = 16
 KEY_BYTES = 32
 _HEADER = struct.Struct(">I")
 _NAME_RE = re.compile(r"^(\d{12})-([a-z_]{1,32})\.rec$")
@@ -97,18 +97,23 @@ def key_from_wire(text: object) -> bytes | None:
     return key
 
 
-def _seal(cipher: AESGCM, name: str, plaintext: bytes) -> bytes:
+def _seal(key: bytes, name: str, plaintext: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
-    return MAGIC + nonce + cipher.encrypt(nonce, plaintext, name.encode())
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_BYTES)
+    cipher.update(name.encode())
+    sealed, tag = cipher.encrypt_and_digest(plaintext)
+    return MAGIC + nonce + sealed + tag
 
 
-def _open_sealed(cipher: AESGCM, name: str, data: bytes) -> bytes:
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + NONCE_BYTES:
+def _open_sealed(key: bytes, name: str, data: bytes) -> bytes:
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + NONCE_BYTES + TAG_BYTES:
         raise ValueError(f"{name} is not a spool record")
     nonce = data[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_BYTES)
+    cipher.update(name.encode())
     try:
-        return cipher.decrypt(nonce, data[len(MAGIC) + NONCE_BYTES :], name.encode())
-    except InvalidTag:
+        return cipher.decrypt_and_verify(data[len(MAGIC) + NONCE_BYTES : -TAG_BYTES], data[-TAG_BYTES:])
+    except ValueError:  # the tag does not match: another key, or a changed or renamed file
         raise ValueError(f"{name} does not open with this spool key") from None
 
 
@@ -150,8 +155,8 @@ class Spool:
     ) -> None:
         if key is not None and len(key) != KEY_BYTES:
             raise ValueError(f"a spool key has {KEY_BYTES} bytes, not {len(key)}")
-        key = key if key is not None else AESGCM.generate_key(bit_length=8 * KEY_BYTES)
-        self._cipher = AESGCM(key)
+        key = key if key is not None else os.urandom(KEY_BYTES)
+        self._key = key
         self._key_id = key_id(key)
         self.directory = Path(directory)
         self.max_bytes = max_bytes
@@ -228,7 +233,7 @@ class Spool:
             raise ValueError("meta['kind'] must be 1-32 lower-case letters or '_'")
         meta_bytes = json.dumps(meta, ensure_ascii=True, separators=(",", ":")).encode()
         plaintext = _HEADER.pack(len(meta_bytes)) + meta_bytes + body
-        size = len(MAGIC) + NONCE_BYTES + len(plaintext) + 16  # + the GCM tag
+        size = len(MAGIC) + NONCE_BYTES + len(plaintext) + TAG_BYTES
         if size > self.max_bytes:
             raise ValueError(f"a {size}-byte record does not fit a {self.max_bytes}-byte spool")
         with self._lock:
@@ -238,7 +243,7 @@ class Spool:
             seq = self._next_seq
             self._next_seq += 1
             name = f"{seq:012d}-{kind}.rec"
-            data = _seal(self._cipher, name, plaintext)
+            data = _seal(self._key, name, plaintext)
             path = _write_atomic(self.directory, name, data)
             self._entries[seq] = _Entry(seq, kind, len(data), path)
             return seq
@@ -288,7 +293,7 @@ class Spool:
             return None
 
     def _load(self, entry: _Entry) -> SpoolRecord:
-        data = _open_sealed(self._cipher, entry.path.name, entry.path.read_bytes())
+        data = _open_sealed(self._key, entry.path.name, entry.path.read_bytes())
         start = _HEADER.size
         if len(data) < start:
             raise ValueError(f"{entry.path.name} is not a spool record")
