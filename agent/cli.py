@@ -272,9 +272,10 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     if display_server == "wayland" and grab_factory is None:
         grab_factory = ask_portal_permission()  # raises CaptureUnavailable before the student joins
     if display_server == "macos" and grab_factory is None:
-        from agent.macos_permission import ensure_screen_recording
+        from agent.macos_permission import PermissionGuardedGrab, ensure_screen_recording
 
         ensure_screen_recording()  # prompts and raises with what to do, before the student joins
+        grab_factory = lambda: PermissionGuardedGrab(MssGrabber())  # noqa: E731
     gui = not args.no_gui and tk_available()
     state_dir = args.state_dir or default_state_dir()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

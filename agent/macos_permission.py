@@ -13,8 +13,8 @@ import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.check import Finding
-from agent.grab import CaptureUnavailable
+from agent.check import Finding, frame_is_blank
+from agent.grab import CaptureUnavailable, MonitorFrame
 from agent.i18n import _
 
 COREGRAPHICS = "/System/Library/Frameworks/CoreGraphics.framework/CoreGraphics"
@@ -74,3 +74,38 @@ def check_finding(calls: ScreenCaptureCalls | None = None) -> Finding:
     except CaptureUnavailable as exc:
         return Finding("fail", _("macOS Screen Recording cannot be checked."), str(exc))
     return Finding("ok", _("macOS Screen Recording is allowed for Invigil."))
+
+
+class BlankScreen(CaptureUnavailable):
+    """A grab came out blank (or wallpaper only): reported as a capture error, never stored as a screen."""
+
+
+class PermissionGuardedGrab:
+    """The macOS grabber: every grab first asks ``CGPreflightScreenCaptureAccess`` (the student may revoke
+    the permission mid-exam, and macOS then returns the wallpaper alone) and refuses a blank frame.
+
+    Refusing means raising :class:`ScreenRecordingDenied` or :class:`BlankScreen`: the capture loop stores
+    nothing for that tick and the runtime reports a ``capture_error`` event with the reason.
+    """
+
+    def __init__(
+        self, grab: Callable[[], list[MonitorFrame]], calls: ScreenCaptureCalls | None = None
+    ) -> None:
+        self.grab = grab
+        self.calls = calls if calls is not None else load_calls()
+
+    def __call__(self) -> list[MonitorFrame]:
+        if not self.calls.preflight():
+            raise ScreenRecordingDenied(instructions())
+        frames = self.grab()
+        blank = [frame.index + 1 for frame in frames if frame_is_blank(frame)]
+        if blank:
+            raise BlankScreen(
+                _("Screen {numbers} came out blank: nothing was recorded.").format(
+                    numbers=", ".join(map(str, blank))
+                )
+            )
+        return frames
+
+    def __getattr__(self, name: str) -> object:  # monitors(), close() of the wrapped grabber
+        return getattr(self.grab, name)
