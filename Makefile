@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean agent-windows
+.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean agent-windows agent-locale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ typecheck: $(STAMP)
 
 imports: $(STAMP)
 	$(BIN)/lint-imports
+
+# The agent's messages in Dutch (docs/agent.md): extract, merge into the .po, compile the .mo that ships.
+agent-locale: $(STAMP)
+	$(BIN)/pybabel -q extract -k _ --no-location --omit-header --sort-output -o agent/locale/invigil-agent.pot agent
+	$(BIN)/pybabel -q update -D invigil-agent -i agent/locale/invigil-agent.pot -d agent/locale --omit-header --no-fuzzy-matching
+	$(BIN)/pybabel -q compile -D invigil-agent -d agent/locale --statistics
 
 # The agent's Windows installer, built on Linux (docs/agent.md): pynsist + NSIS on the signed CPython build.
 AGENT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)

@@ -29,14 +29,18 @@ from invigil import protocol as p
 #: without permission (macOS) or of a locked or switched-off display returns.
 BLANK_SHARE = 0.995
 
-CATEGORY_NAMES = {
-    "remote_access": "remote-access tool",
-    "screen_sharing": "screen-sharing tool",
-    "virtual_machine": "virtual machine",
-    "vpn": "VPN",
-    "messaging": "messaging app",
-    "tunnel": "network tunnel",
-}
+
+def category_name(category: str) -> str:
+    """What the student calls a category, in their language."""
+    names = {
+        "remote_access": _("remote-access tool"),
+        "screen_sharing": _("screen-sharing tool"),
+        "virtual_machine": _("virtual machine"),
+        "vpn": _("VPN"),
+        "messaging": _("messaging app"),
+        "tunnel": _("network tunnel"),
+    }
+    return names.get(category, category)
 
 
 @dataclass(frozen=True)
@@ -159,9 +163,7 @@ def run_check(
     for category, names in sorted(found.items()):
         report.add(
             "warn",
-            _("{what} running: {names}").format(
-                what=CATEGORY_NAMES.get(category, category), names=", ".join(names)
-            ),
+            _("{what} running: {names}").format(what=category_name(category), names=", ".join(names)),
             _("Quit it (or switch it off) before the exam: the invigilators are told it runs."),
         )
     if not found:

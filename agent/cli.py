@@ -30,7 +30,7 @@ from agent.devices import (
 from agent.display import check_display_server
 from agent.focus import system_probe
 from agent.grab import CaptureUnavailable, MssGrabber
-from agent.i18n import LANGUAGES, set_language
+from agent.i18n import LANGUAGES, _, set_language
 from agent.osinfo import os_description, without_wmi
 from agent.runtime import AgentRuntime, Announcer, RuntimeSettings, SessionInfo
 from agent.spool import DEFAULT_MAX_BYTES, Spool, key_from_wire
@@ -218,9 +218,9 @@ def connect(
             problems.append(str(exc))
     if not urls:
         raise AgentExit(
-            "Invigil cannot find the hall server: ask the invigilator for its address (--server URL)."
+            _("Invigil cannot find the hall server: ask the invigilator for its address (--server URL).")
         )
-    raise AgentExit("Invigil cannot reach the hall server:\n  " + "\n  ".join(problems))
+    raise AgentExit(_("Invigil cannot reach the hall server:") + "\n  " + "\n  ".join(problems))
 
 
 def ask(prompt: str, given: str | None, gui: bool) -> str:
@@ -237,7 +237,7 @@ def ask(prompt: str, given: str | None, gui: bool) -> str:
     else:
         answer = input(f"{prompt}: ")
     if not answer or not answer.strip():
-        raise AgentExit("Nothing entered: start Invigil again when you are ready.")
+        raise AgentExit(_("Nothing entered: start Invigil again when you are ready."))
     return answer.strip()
 
 
@@ -285,15 +285,17 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     try:
         urls = candidate_urls(args, bundle)
         client = connect(urls, str(ca_file) if ca_file else None, bundle is None, args.source_address)
-        student_number = ask("Your student number", args.student_number, gui)
-        join_code = ask("The join code shown in the hall", args.join_code, gui)
+        student_number = ask(_("Your student number"), args.student_number, gui)
+        join_code = ask(_("The join code shown in the hall"), args.join_code, gui)
         answer = client.enrol(
             Enrolment(student_number, join_code, agent_id, utc_now(), agent_version(), os_name)
         )
     except (Refused, Unreachable, AgentExit) as exc:
         forget_state(state_dir, ca_file)
         if isinstance(exc, Refused):
-            raise AgentExit(f"The hall server did not let you join: {exc.message or exc.code}") from None
+            raise AgentExit(
+                _("The hall server did not let you join: {reason}").format(reason=exc.message or exc.code)
+            ) from None
         raise AgentExit(str(exc)) from None
     exam = answer.get("exam", {})
     try:
@@ -331,9 +333,11 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     (TkStatus(runtime) if gui else TerminalStatus(runtime)).show()
     runtime.finished.wait()
     if runtime.left_cleanly:
-        print("You have left the exam. Everything was sent; Invigil deleted its data on this laptop.")
+        print(_("You have left the exam. Everything was sent; Invigil deleted its data on this laptop."))
         return 0
-    print("You have left the exam. Some captures could not be sent; Invigil deleted its data on this laptop.")
+    print(
+        _("You have left the exam. Some captures could not be sent; Invigil deleted its data on this laptop.")
+    )
     return 3
 
 
