@@ -2,8 +2,8 @@
 
 ``_`` looks the message up in the catalogue chosen by :func:`set_language`: ``--lang``, else the system
 locale (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``, and on Windows the user's UI language), else
-English (the source language). The Dutch catalogue
-is ``agent/locale/nl/LC_MESSAGES/invigil-agent.mo``, compiled from the ``.po`` next to it (``make agent-locale``).
+English (the source language). The Dutch catalogue is ``agent/locale/nl/LC_MESSAGES/invigil-agent.mo``,
+compiled from the ``.po`` next to it (``make agent-locale``).
 """
 
 from __future__ import annotations
