@@ -99,7 +99,7 @@ def measure(command: list[str], env_runner, exam, seconds: float) -> dict[str, f
     sampler = Sampler(proc.pid)
     while changed_captures(exam.data_dir) == before:
         if proc.poll() is not None:
-            raise SystemExit(f"the agent ended before joining: {proc.stderr.read()[-2000:]}")
+            raise SystemExit(f"the agent ended before joining (exit status {proc.returncode})")
         time.sleep(0.05)
     joined_s = time.monotonic() - started
     cpu_at_join, captures_at_join = sampler.cpu, changed_captures(exam.data_dir)
@@ -143,6 +143,7 @@ def main() -> None:
                 changer.start()
                 common = ["--student-number", "s0001", "--join-code", exam.join_code, "--no-gui", "--no-mdns"]
                 duration = ["--duration", str(args.seconds + 5)]
+                quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}  # status lines unread
                 wine_figures = measure(
                     [
                         python,
@@ -153,7 +154,7 @@ def main() -> None:
                         *common,
                         *duration,
                     ],
-                    wine.popen,
+                    lambda cmd: wine.popen(cmd, **quiet),
                     exam,
                     args.seconds,
                 )
@@ -172,14 +173,7 @@ def main() -> None:
                         "--state-dir",
                         str(work / "x11-state"),
                     ],
-                    lambda cmd: subprocess.Popen(
-                        cmd,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    ),
+                    lambda cmd: subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, text=True, **quiet),
                     exam,
                     args.seconds,
                 )

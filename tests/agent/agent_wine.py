@@ -72,15 +72,13 @@ class WinePrefix:
         )
 
     def popen(self, args: list[str], **kwargs) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
-        return subprocess.Popen(
-            [str(WINE), *args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        options = {
+            "stdin": subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
             **kwargs,
-        )
+        }
+        return subprocess.Popen([str(WINE), *args], env=self.env, text=True, **options)
 
     def wait_idle(self, timeout: float = 60) -> None:
         """Until every Windows process of the prefix ended (``wineserver -w``)."""
