@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean
+.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean agent-windows agent-locale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,23 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
+# The agent's messages in Dutch (docs/agent.md): extract, merge into the .po, compile the .mo that ships.
+agent-locale: $(STAMP)
+	$(BIN)/pybabel -q extract -k _ --no-location --omit-header --sort-output -o agent/locale/invigil-agent.pot agent
+	$(BIN)/pybabel -q update -D invigil-agent -i agent/locale/invigil-agent.pot -d agent/locale --omit-header --no-fuzzy-matching
+	$(BIN)/pybabel -q compile -D invigil-agent -d agent/locale --statistics
+
+# The agent's Windows installer, built on Linux (docs/agent.md): pynsist + NSIS on the signed CPython build.
+AGENT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+WINDOWS_INSTALLER := dist/invigil-agent-$(AGENT_VERSION)-setup.exe
+$(WINDOWS_INSTALLER): $(STAMP) scripts/build_agent_windows.py $(wildcard packaging/windows/*) \
+		$(shell find agent invigil -name '*.py' -o -name '*.json' -o -name '*.mo')
+	$(BIN)/python scripts/build_agent_windows.py
+
+agent-windows: debian $(WINDOWS_INSTALLER)
+
 # INVIGIL_NO_SKIPS: setup installed every tool, so a test that would skip for lack of one fails instead.
-unit: setup
+unit: setup agent-windows
 	INVIGIL_NO_SKIPS=1 $(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: setup lint typecheck imports unit
@@ -55,4 +70,4 @@ bench: setup bench-debian
 	$(BIN)/python bench/proxy.py
 
 clean:
-	rm -rf $(VENV) .venv-proxy .mypy_cache .ruff_cache .pytest_cache demo-data
+	rm -rf $(VENV) .venv-proxy .mypy_cache .ruff_cache .pytest_cache demo-data .cache dist

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import logging
 import os
-import platform
 import signal
 import sys
 import tempfile
@@ -20,12 +19,21 @@ from pathlib import Path
 
 from agent.bundle import AgentBundle, BundleError, load_bundle, write_ca_file
 from agent.capture import capture_settings, new_record_id
-from agent.devices import CategoriesError, DeviceChecker, load_categories
+from agent.check import run_check
+from agent.devices import (
+    CategoriesError,
+    DeviceChecker,
+    load_categories,
+    psutil_interfaces,
+    psutil_process_names,
+)
 from agent.display import check_display_server
 from agent.focus import system_probe
 from agent.grab import CaptureUnavailable, MssGrabber
+from agent.i18n import LANGUAGES, _, set_language
+from agent.osinfo import os_description, without_wmi
 from agent.runtime import AgentRuntime, Announcer, RuntimeSettings, SessionInfo
-from agent.spool import DEFAULT_MAX_BYTES, Spool
+from agent.spool import DEFAULT_MAX_BYTES, Spool, key_from_wire
 from agent.status import TerminalStatus, TkStatus, tk_available
 from agent.transport import HallClient, Refused, Unreachable
 from agent.uploader import Uploader
@@ -37,6 +45,11 @@ log = logging.getLogger("agent")
 EXAMPLE = """Example:
   invigil-agent --bundle invigil-hall-a.json
   invigil-agent --server https://10.20.0.1:8443 --bundle invigil-hall-a.json --student-number s1234567
+  invigil-agent check --bundle invigil-hall-a.json      (the practice check, days before the exam)
+"""
+CHECK_EXAMPLE = """Example:
+  invigil-agent check --bundle invigil-hall-a.json
+  invigil-agent check --out ~/invigil-check --lang nl
 """
 
 
@@ -49,7 +62,10 @@ class AgentExit(Exception):
 
 
 def default_state_dir() -> Path:
-    """A per-user directory under the system temp dir (Windows' temp dir is per user already)."""
+    """``%LOCALAPPDATA%\\Invigil`` on Windows (leaving deletes it, and so does the uninstaller), else a
+    per-user directory under the system temp dir."""
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "Invigil"
     user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     return Path(tempfile.gettempdir()) / f"invigil-agent-{user}"
 
@@ -94,8 +110,77 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP",
         help="send from this local address (labs and demos running several agents on one machine)",
     )
+    add("--lang", choices=LANGUAGES, help="the language of Invigil's messages (default: the system's)")
     add("-v", "--verbose", action="store_true", help="log what the agent does to stderr")
     return parser
+
+
+def build_check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="invigil-agent check",
+        description="Practise before the exam: see what Invigil would record and what to fix. Sends nothing.",
+        epilog=CHECK_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--bundle", metavar="FILE", help="the agent bundle from your hall, to check this agent fits it")
+    add("--categories", action="append", default=[], metavar="FILE", help="extra process categories (JSON)")
+    add(
+        "--out",
+        type=Path,
+        default=Path("invigil-check"),
+        metavar="DIR",
+        help="where to put the pictures of your screens (default ./invigil-check)",
+    )
+    add("--lang", choices=LANGUAGES, help="the language of Invigil's messages (default: the system's)")
+    return parser
+
+
+def check(argv: Sequence[str], grab_factory: Callable[[], object] | None = None) -> int:
+    """``invigil-agent check``: exit 0 when the laptop is ready (warnings allowed), 1 when not."""
+    args = build_check_parser().parse_args(argv)
+    set_language(args.lang)
+    bundle = load_bundle(args.bundle) if args.bundle else None
+    categories = load_categories(args.categories)
+    permission = None
+    try:
+        display_server = check_display_server()
+    except CaptureUnavailable as exc:
+        display_server = "none"
+        grab_factory = _unavailable(exc)
+    if display_server == "wayland" and grab_factory is None:
+        from agent.portal import PERMISSION_TIMEOUT_S, PortalGrabber
+
+        grab_factory = lambda: PortalGrabber(timeout_s=PERMISSION_TIMEOUT_S)  # noqa: E731
+    if display_server == "macos":
+        from agent.macos_permission import check_finding
+
+        permission = check_finding
+    report = run_check(
+        grab_factory=grab_factory or MssGrabber,  # type: ignore[arg-type]
+        out_dir=args.out,
+        display_server=display_server,
+        categories=categories,
+        agent_version=agent_version(),
+        bundle=bundle,
+        list_processes=psutil_process_names,
+        list_interfaces=psutil_interfaces,
+        **({"permission": permission} if permission else {}),
+    )
+    print("\n".join(report.lines()))
+    return 0 if report.ready else 1
+
+
+def _unavailable(exc: CaptureUnavailable) -> Callable[[], object]:
+    def grab_factory() -> object:
+        raise exc
+
+    return grab_factory
+
+
+def practice_check() -> None:
+    """The Start-menu entry "Invigil practice check": ``invigil-agent check`` with its arguments."""
+    main(["check", *sys.argv[1:]])
 
 
 def candidate_urls(args: argparse.Namespace, bundle: AgentBundle | None) -> list[str]:
@@ -133,9 +218,9 @@ def connect(
             problems.append(str(exc))
     if not urls:
         raise AgentExit(
-            "Invigil cannot find the hall server: ask the invigilator for its address (--server URL)."
+            _("Invigil cannot find the hall server: ask the invigilator for its address (--server URL).")
         )
-    raise AgentExit("Invigil cannot reach the hall server:\n  " + "\n  ".join(problems))
+    raise AgentExit(_("Invigil cannot reach the hall server:") + "\n  " + "\n  ".join(problems))
 
 
 def ask(prompt: str, given: str | None, gui: bool) -> str:
@@ -152,7 +237,7 @@ def ask(prompt: str, given: str | None, gui: bool) -> str:
     else:
         answer = input(f"{prompt}: ")
     if not answer or not answer.strip():
-        raise AgentExit("Nothing entered: start Invigil again when you are ready.")
+        raise AgentExit(_("Nothing entered: start Invigil again when you are ready."))
     return answer.strip()
 
 
@@ -167,7 +252,11 @@ def agent_version() -> str:
 
 def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | None = None) -> int:
     """Parse, join, run until leaving; returns the exit status. ``main`` wraps it for the console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        return check(argv[1:], grab_factory)
     args = build_parser().parse_args(argv)
+    set_language(args.lang)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -182,27 +271,42 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     categories = load_categories(args.categories)
     if display_server == "wayland" and grab_factory is None:
         grab_factory = ask_portal_permission()  # raises CaptureUnavailable before the student joins
+    if display_server == "macos" and grab_factory is None:
+        from agent.macos_permission import PermissionGuardedGrab, ensure_screen_recording
+
+        ensure_screen_recording()  # prompts and raises with what to do, before the student joins
+        grab_factory = lambda: PermissionGuardedGrab(MssGrabber())  # noqa: E731
     gui = not args.no_gui and tk_available()
     state_dir = args.state_dir or default_state_dir()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca_file = write_ca_file(bundle, state_dir) if bundle else None
     agent_id = new_record_id()
-    os_name = f"{platform.system()} {platform.release()}"[:64]
+    os_name = os_description()
     try:
         urls = candidate_urls(args, bundle)
         client = connect(urls, str(ca_file) if ca_file else None, bundle is None, args.source_address)
-        student_number = ask("Your student number", args.student_number, gui)
-        join_code = ask("The join code shown in the hall", args.join_code, gui)
+        student_number = ask(_("Your student number"), args.student_number, gui)
+        join_code = ask(_("The join code shown in the hall"), args.join_code, gui)
         answer = client.enrol(
             Enrolment(student_number, join_code, agent_id, utc_now(), agent_version(), os_name)
         )
     except (Refused, Unreachable, AgentExit) as exc:
         forget_state(state_dir, ca_file)
         if isinstance(exc, Refused):
-            raise AgentExit(f"The hall server did not let you join: {exc.message or exc.code}") from None
+            raise AgentExit(
+                _("The hall server did not let you join: {reason}").format(reason=exc.message or exc.code)
+            ) from None
         raise AgentExit(str(exc)) from None
     exam = answer.get("exam", {})
-    spool = Spool(state_dir / "spool", max_bytes=args.spool_max_mb * 2**20)
+    try:
+        spool_key = key_from_wire(answer.get("spool_key"))
+    except ValueError as exc:
+        raise AgentExit(str(exc)) from None
+    if spool_key is None:
+        log.warning("the hall server issues no spool key: a spool left by a crash will not be sent")
+    spool = Spool(state_dir / "spool", max_bytes=args.spool_max_mb * 2**20, key=spool_key)
+    if spool.leftovers_deleted:
+        log.info("deleted %d records a session that never joined again left behind", spool.leftovers_deleted)
     uploader = Uploader(client, spool, new_id=new_record_id)
     uploader.state.capture_interval_s = float(exam.get("capture_interval_s", 5))
     uploader.state.connected = True
@@ -229,9 +333,11 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
     (TkStatus(runtime) if gui else TerminalStatus(runtime)).show()
     runtime.finished.wait()
     if runtime.left_cleanly:
-        print("You have left the exam. Everything was sent; Invigil deleted its data on this laptop.")
+        print(_("You have left the exam. Everything was sent; Invigil deleted its data on this laptop."))
         return 0
-    print("You have left the exam. Some captures could not be sent; Invigil deleted its data on this laptop.")
+    print(
+        _("You have left the exam. Some captures could not be sent; Invigil deleted its data on this laptop.")
+    )
     return 3
 
 
@@ -274,6 +380,7 @@ def start_announcer(agent_id: str) -> Announcer | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``invigil-agent``)."""
+    without_wmi()
     try:
         sys.exit(run(argv))
     except (AgentExit, BundleError, CategoriesError, CaptureUnavailable) as exc:

@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -135,7 +136,14 @@ def monitor_layout(monitors: Iterable[Mapping[str, Any]]) -> tuple[tuple[int, in
 
 
 def psutil_process_names() -> list[str]:
-    """Names of running processes (only the name attribute is read); the real source for the checker."""
+    """Names of running processes (only the name attribute is read); the real source for the checker.
+
+    On Windows the names come from a Toolhelp snapshot (``agent.winprocess``), which opens no process.
+    """
+    if sys.platform == "win32":
+        from agent.winprocess import process_table
+
+        return list(process_table().values())
     import psutil
 
     return [proc.info.get("name") or "" for proc in psutil.process_iter(["name"])]

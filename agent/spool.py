@@ -7,7 +7,13 @@ nothing on the student's laptop.
 One file per record, named ``<seq>-<kind>.rec`` with a zero-padded sequence number, written as
 ``.tmp`` -> fsync -> rename -> fsync(directory). A file is either complete or a leftover ``.tmp`` that
 opening the spool deletes. ``state.json`` keeps the next sequence number (so numbering continues after
-the spool drained empty) and the drops not yet reported.
+the spool drained empty), the drops not yet reported and the spool key's id.
+
+Every record is sealed with AES-GCM under the spool key, which the hall server issues at enrolment and the
+agent holds in memory only: after a crash or a power cut the laptop's disk holds nothing readable. The
+file name is the associated data, so a record renamed or moved fails to open. Opening a spool with a key
+other than the one its records were sealed with (a session that never joined again, another exam) deletes
+those records: they can never be sent, and :attr:`Spool.leftovers_deleted` counts them.
 
 When the cap is reached the spool makes room by dropping records of the kinds in ``drop_first`` (in that
 order, oldest first), then the oldest records of any kind; :meth:`Spool.take_dropped` hands the count
@@ -16,7 +22,9 @@ on, to be reported as a ``spool_dropped`` device event.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -27,7 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAGIC = b"IVSP\x01"
+from Crypto.Cipher import AES
+
+MAGIC = b"IVSP\x02"
+NONCE_BYTES = 12
+TAG_BYTES = 16
+KEY_BYTES = 32
 _HEADER = struct.Struct(">I")
 _NAME_RE = re.compile(r"^(\d{12})-([a-z_]{1,32})\.rec$")
 _KIND_RE = re.compile(r"^[a-z_]{1,32}$")
@@ -65,6 +78,45 @@ class SpoolClosed(RuntimeError):
     """The spool was destroyed; nothing more may be written to it."""
 
 
+def key_id(key: bytes) -> str:
+    """A name for a spool key that reveals nothing of it (kept in ``state.json`` to spot leftovers)."""
+    return hashlib.sha256(b"invigil-spool-key-id:" + key).hexdigest()[:32]
+
+
+def key_from_wire(text: object) -> bytes | None:
+    """The spool key of an enrolment answer (unpadded URL-safe base64 of 32 bytes; docs/api.md), or None
+    from a server that issues none: the spool then makes a key that dies with the process."""
+    if not isinstance(text, str):
+        return None
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise ValueError("the hall server sent a spool key that is not base64: ask the invigilator") from None
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"the hall server sent a {len(key)}-byte spool key, not {KEY_BYTES}")
+    return key
+
+
+def _seal(key: bytes, name: str, plaintext: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_BYTES)
+    cipher.update(name.encode())
+    sealed, tag = cipher.encrypt_and_digest(plaintext)
+    return MAGIC + nonce + sealed + tag
+
+
+def _open_sealed(key: bytes, name: str, data: bytes) -> bytes:
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + NONCE_BYTES + TAG_BYTES:
+        raise ValueError(f"{name} is not a spool record")
+    nonce = data[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_BYTES)
+    cipher.update(name.encode())
+    try:
+        return cipher.decrypt_and_verify(data[len(MAGIC) + NONCE_BYTES : -TAG_BYTES], data[-TAG_BYTES:])
+    except ValueError:  # the tag does not match: another key, or a changed or renamed file
+        raise ValueError(f"{name} does not open with this spool key") from None
+
+
 def _fsync_dir(path: Path) -> None:
     if os.name != "posix":  # directories cannot be opened for fsync on Windows; rename is durable there
         return
@@ -88,14 +140,24 @@ def _write_atomic(directory: Path, name: str, data: bytes) -> Path:
 
 
 class Spool:
-    """An ordered, capped, crash-safe queue of records in one directory (created if missing)."""
+    """An ordered, capped, crash-safe, encrypted queue of records in one directory (created if missing).
+
+    ``key`` is the 32-byte spool key from enrolment; without one the spool makes a key of its own that dies
+    with the process (what is left after a crash then opens for nobody and is deleted at the next start).
+    """
 
     def __init__(
         self,
         directory: str | os.PathLike[str],
         max_bytes: int = DEFAULT_MAX_BYTES,
         drop_first: tuple[str, ...] = ("unchanged", "thumbnail"),
+        key: bytes | None = None,
     ) -> None:
+        if key is not None and len(key) != KEY_BYTES:
+            raise ValueError(f"a spool key has {KEY_BYTES} bytes, not {len(key)}")
+        key = key if key is not None else os.urandom(KEY_BYTES)
+        self._key = key
+        self._key_id = key_id(key)
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.drop_first = drop_first
@@ -111,8 +173,17 @@ class Spool:
             elif path.name.endswith(".tmp"):
                 path.unlink()  # half-written before a crash: never renamed, so never acknowledged to anyone
         state = self._read_state()
-        self._dropped = DropReport(int(state.get("dropped_records", 0)), int(state.get("dropped_bytes", 0)))
         self._next_seq = max([int(state.get("next_seq", 1)), *(seq + 1 for seq in self._entries)])
+        #: Records of another key (a session that never joined again) deleted on opening.
+        self.leftovers_deleted = 0
+        if self._entries and state.get("key_id") != self._key_id:
+            for entry in list(self._entries.values()):
+                self._remove(entry)
+                self.leftovers_deleted += 1
+            state = {}
+        self._dropped = DropReport(int(state.get("dropped_records", 0)), int(state.get("dropped_bytes", 0)))
+        if state.get("key_id") != self._key_id:
+            self._write_state()  # before the first record, so a crash never leaves records of an unknown key
         #: How many ``image`` records the cap has dropped since this spool was opened: the capture loop
         #: sends a whole screen after a drop, since the tile updates it sent built on what was dropped.
         self.images_dropped = 0
@@ -131,6 +202,7 @@ class Spool:
             "next_seq": self._next_seq,
             "dropped_records": self._dropped.records,
             "dropped_bytes": self._dropped.bytes,
+            "key_id": self._key_id,
         }
         _write_atomic(self.directory, STATE_FILE, json.dumps(state).encode())
 
@@ -160,16 +232,19 @@ class Spool:
         if not isinstance(kind, str) or not _KIND_RE.match(kind):
             raise ValueError("meta['kind'] must be 1-32 lower-case letters or '_'")
         meta_bytes = json.dumps(meta, ensure_ascii=True, separators=(",", ":")).encode()
-        data = MAGIC + _HEADER.pack(len(meta_bytes)) + meta_bytes + body
-        if len(data) > self.max_bytes:
-            raise ValueError(f"a {len(data)}-byte record does not fit a {self.max_bytes}-byte spool")
+        plaintext = _HEADER.pack(len(meta_bytes)) + meta_bytes + body
+        size = len(MAGIC) + NONCE_BYTES + len(plaintext) + TAG_BYTES
+        if size > self.max_bytes:
+            raise ValueError(f"a {size}-byte record does not fit a {self.max_bytes}-byte spool")
         with self._lock:
             self._check_open()
-            if self._make_room(len(data)):
+            if self._make_room(size):
                 self._write_state()
             seq = self._next_seq
             self._next_seq += 1
-            path = _write_atomic(self.directory, f"{seq:012d}-{kind}.rec", data)
+            name = f"{seq:012d}-{kind}.rec"
+            data = _seal(self._key, name, plaintext)
+            path = _write_atomic(self.directory, name, data)
             self._entries[seq] = _Entry(seq, kind, len(data), path)
             return seq
 
@@ -217,13 +292,12 @@ class Spool:
                     self._write_state()
             return None
 
-    @staticmethod
-    def _load(entry: _Entry) -> SpoolRecord:
-        data = entry.path.read_bytes()
-        start = len(MAGIC) + _HEADER.size
-        if not data.startswith(MAGIC) or len(data) < start:
+    def _load(self, entry: _Entry) -> SpoolRecord:
+        data = _open_sealed(self._key, entry.path.name, entry.path.read_bytes())
+        start = _HEADER.size
+        if len(data) < start:
             raise ValueError(f"{entry.path.name} is not a spool record")
-        (meta_len,) = _HEADER.unpack_from(data, len(MAGIC))
+        (meta_len,) = _HEADER.unpack_from(data, 0)
         if start + meta_len > len(data):
             raise ValueError(f"{entry.path.name} is truncated")
         meta = json.loads(data[start : start + meta_len])

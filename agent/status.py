@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Protocol
 
+from agent.i18n import _
+
 
 @dataclass(frozen=True)
 class StatusSnapshot:
@@ -35,22 +37,28 @@ class StatusSnapshot:
 def recorded_text(interval_s: float) -> str:
     """The sentence that says exactly what is recorded (shown in every view and in docs/agent.md)."""
     every = f"{interval_s:g} s"
-    return f"Recorded: your screens every {every}; no camera, no microphone, no keystrokes."
+    return _("Recorded: your screens every {every}; no camera, no microphone, no keystrokes.").format(
+        every=every
+    )
 
 
 def status_text(state: StatusSnapshot) -> list[str]:
     """The status as lines of text (pure): the Tk window shows them as labels, the terminal joins them."""
-    last = state.last_capture_at.astimezone().strftime("%H:%M:%S") if state.last_capture_at else "none yet"
-    connection = "connected" if state.connected else "not connected (captures are kept and sent later)"
+    last = state.last_capture_at.astimezone().strftime("%H:%M:%S") if state.last_capture_at else _("none yet")
+    connection = _("connected") if state.connected else _("not connected (captures are kept and sent later)")
     if state.leaving:
-        connection = "leaving: sending what is left, then deleting everything on this laptop"
+        connection = _("leaving: sending what is left, then deleting everything on this laptop")
     lines = [
-        f"Invigil: {state.hall or 'hall'} - {state.exam} - student {state.student_number}",
+        _("Invigil: {hall} - {exam} - student {student}").format(
+            hall=state.hall or _("hall"), exam=state.exam, student=state.student_number
+        ),
         recorded_text(state.interval_s),
-        f"Last capture: {last}.  Connection: {connection}.  Unsent: {state.backlog}.",
+        _("Last capture: {last}.  Connection: {connection}.  Unsent: {backlog}.").format(
+            last=last, connection=connection, backlog=state.backlog
+        ),
     ]
     if state.hand_raised:
-        lines.append("Your hand is raised: an invigilator is on the way.")
+        lines.append(_("Your hand is raised: an invigilator is on the way."))
     if state.message:
         lines.append(state.message)
     return lines
@@ -90,7 +98,7 @@ class TerminalStatus:
         """Print the status whenever it changes until the runtime finished; runs on the main thread."""
         if self.inp is not None and self.inp.isatty():
             threading.Thread(target=self._commands, name="invigil-stdin", daemon=True).start()
-            print("Type h + Enter to raise or lower your hand, leave + Enter to leave.", file=self.out)
+            print(_("Type h + Enter to raise or lower your hand, leave + Enter to leave."), file=self.out)
         while True:
             text = " | ".join(status_text(self.actions.snapshot()))
             if text != self._last:
@@ -135,14 +143,14 @@ class TkStatus:
             label.pack(fill="x", padx=10)
         buttons = tkinter.Frame(root)
         buttons.pack(fill="x", padx=10, pady=8)
-        hand = tkinter.Button(buttons, text="Raise hand", command=self.actions.toggle_hand)
+        hand = tkinter.Button(buttons, text=_("Raise hand"), command=self.actions.toggle_hand)
         hand.pack(side="left")
 
         def leave() -> None:
-            if confirm("Leave the exam? Your last screens are sent, then Invigil deletes its data here."):
+            if confirm(_("Leave the exam? Your last screens are sent, then Invigil deletes its data here.")):
                 self.actions.leave()
 
-        tkinter.Button(buttons, text="Leave exam", command=leave).pack(side="right")
+        tkinter.Button(buttons, text=_("Leave exam"), command=leave).pack(side="right")
         root.protocol("WM_DELETE_WINDOW", leave)
 
         def refresh() -> None:
@@ -153,7 +161,7 @@ class TkStatus:
             lines = status_text(state)
             for index, label in enumerate(labels):
                 label.configure(text=lines[index] if index < len(lines) else "")
-            hand.configure(text="Lower hand" if state.hand_raised else "Raise hand")
+            hand.configure(text=_("Lower hand") if state.hand_raised else _("Raise hand"))
             root.after(500, refresh)
 
         refresh()

@@ -28,6 +28,9 @@ needs=(
   "dbus-daemon dbus-daemon"
   "pipewire pipewire-bin"
   "setpriv util-linux"
+  # The agent's Windows installer (make agent-windows) and its test under Wine.
+  "makensis nsis"
+  "osslsigncode osslsigncode"
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -35,6 +38,8 @@ for pair in "${needs[@]}"; do
   command -v "$1" >/dev/null 2>&1 || missing+=("$2")
 done
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=("fonts-dejavu-core")
+# Debian's wine64 puts its loader in Wine's library directory, not on PATH.
+[ -x /usr/lib/wine/wine64 ] || missing+=("wine64")
 for portal in xdg-desktop-portal xdg-desktop-portal-wlr xdg-desktop-portal-gtk; do
   [ -x "/usr/libexec/$portal" ] || missing+=("$portal")
 done

@@ -1,8 +1,9 @@
-"""The focused application and window title on Windows: user32 through ctypes, process names from psutil.
+"""The focused application and window title on Windows: user32 through ctypes, process names from Toolhelp.
 
 ``GetForegroundWindow``, its title from ``GetWindowTextW``, its process from ``GetWindowThreadProcessId``
-and the process name from psutil without ``.exe``. Untested on a real Windows: the calls are written
-against the documented API and exercised on Linux CI only through injected :class:`WindowsCalls`.
+and the process name from a Toolhelp snapshot without ``.exe``. Run for real under Wine
+(tests/agent/test_windows_wine.py); the decision logic is also tested through injected :class:`WindowsCalls`.
+Not yet run on a real Windows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def psutil_process_name(pid: int) -> str | None:
         return None
 
 
+def snapshot_process_name(pid: int) -> str | None:
+    """The executable name of process ``pid`` from a Toolhelp snapshot (``agent.winprocess``), else psutil."""
+    if pid <= 0:
+        return None
+    try:
+        from agent.winprocess import process_table
+
+        return process_table().get(pid)
+    except OSError:
+        return psutil_process_name(pid)
+
+
 @dataclass(frozen=True)
 class WindowsCalls:
     """The Windows calls :class:`WindowsFocus` needs; :func:`load_windows_calls` gives the real ones."""
@@ -41,7 +54,7 @@ class WindowsCalls:
     foreground_window: Callable[[], int]  # HWND, 0 when no window has the focus
     window_title: Callable[[int], str]  # "" when the window has none (or closed meanwhile)
     window_pid: Callable[[int], int]  # 0 when unknown
-    process_name: Callable[[int], str | None] = psutil_process_name
+    process_name: Callable[[int], str | None] = snapshot_process_name
 
 
 class WindowsFocus(GuardedProbe):

@@ -6,6 +6,7 @@ them for clients and for the schemathesis suite.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import shutil
 from typing import Any
@@ -92,10 +93,14 @@ def get_openapi() -> ResponseReturnValue:
 def enrol() -> ResponseReturnValue:
     enrolment = payloads.parse_enrolment(_json_body())
     now = utc_now()
-    token, session = sessions.enrol(get_db(), enrolment, request.remote_addr or "", now, state().settings)
+    hall = state()
+    token, session = sessions.enrol(get_db(), enrolment, request.remote_addr or "", now, hall.settings)
+    spool_key = sessions.spool_key(get_db(), hall.master_key, session)
     return jsonify(
         session_token=token,
         session_id=session.id,
+        # The agent keeps this in memory only: its spool on the laptop is sealed with it (docs/api.md).
+        spool_key=base64.urlsafe_b64encode(spool_key).decode().rstrip("="),
         protocol=p.PROTOCOL_VERSION,
         server_time=to_wire(now),
         exam={

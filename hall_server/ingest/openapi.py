@@ -177,7 +177,23 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [_PROTOCOL_PARAM],
                     "requestBody": _json_body("#/components/schemas/Enrolment"),
                     "responses": {
-                        **_ok({"type": "object", "required": ["session_token", "exam"]}, "201", "enrolled"),
+                        **_ok(
+                            {
+                                "type": "object",
+                                "required": ["session_token", "exam", "spool_key"],
+                                "properties": {
+                                    "spool_key": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z0-9_-]{43}$",
+                                        "description": "32-byte AES-256-GCM key for the agent's spool, "
+                                        "unpadded URL-safe base64; the same for every session of this "
+                                        "student in this exam",
+                                    }
+                                },
+                            },
+                            "201",
+                            "enrolled",
+                        ),
                         **_ERRORS,
                     },
                 }

@@ -2,6 +2,10 @@
 
 A session token is 32 random bytes shown to the agent once; the store keeps only its SHA-256, so a copy
 of the database cannot impersonate an agent.
+
+The spool key the enrolment answer carries is derived from the exam key and the roster entry, never stored:
+every session of one student in one exam gets the same key, so an agent that crashed and joined again opens
+its old spool, and destroying the exam key (retention) destroys every spool key of the exam with it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hall_server import errors
 from hall_server.ingest import rules
 from hall_server.live import bus
-from hall_server.store import sealed
+from hall_server.store import exams, sealed
 from hall_server.store.db import write_transaction
 from invigil.payloads import Enrolment, Heartbeat
 from invigil.protocol import OBSERVATION_KINDS
@@ -179,6 +185,18 @@ def enrol(
         bus.observation(exam_id, session_id, raised)
     row = db.execute(_SESSION_QUERY + " WHERE s.id = ?", [session_id]).fetchone()
     return token, _session_from_row(row)
+
+
+def spool_key(db: sqlite_utils.Database, master_key: bytes, session: Session) -> bytes:
+    """The 32-byte AES key that encrypts the student's spool on the laptop (the same for each session of
+    this student in this exam)."""
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=f"invigil-spool:{session.exam_id}:{session.roster_id}".encode(),
+    )
+    return hkdf.derive(exams.exam_key(db, master_key, session.exam_id))
 
 
 def authenticate(db: sqlite_utils.Database, authorization: str | None, now: datetime) -> Session:

@@ -14,7 +14,7 @@ from PIL import Image
 from agent.capture import CaptureLoop, CaptureSettings, new_record_id
 from agent.encode import encode_levels, quantise_gray4
 from agent.grab import MonitorFrame
-from agent.spool import Spool
+from agent.spool import Spool, key_from_wire
 from agent.transport import HallClient, Refused
 from agent.updates import pack_tiles
 from agent.uploader import Uploader
@@ -55,10 +55,15 @@ def type_and_capture(loop: CaptureLoop, screen: TypingScreen, ticks: int) -> dic
 
 
 def enrolled(url: str, exam, student: str = "s0001") -> tuple[HallClient, int]:
+    client, answer = enrolment(url, exam, student)
+    return client, answer["session_id"]
+
+
+def enrolment(url: str, exam, student: str = "s0001") -> tuple[HallClient, dict]:
     client = HallClient(url, timeout_s=5)
     answer = client.enrol(Enrolment(student, exam.join_code, new_record_id(), utc_now()))
     assert answer["tile_updates"] == {"tiles": list(tiles.TILE_SIDES), "max_chain": tiles.MAX_CHAIN}
-    return client, answer["session_id"]
+    return client, answer
 
 
 def rows(exam, sql: str, *args) -> list[tuple]:
@@ -204,15 +209,20 @@ def test_a_put_together_screen_is_a_4_bit_png_of_the_same_pixels(levels):
 
 
 def test_after_a_crash_the_new_session_drains_updates_built_on_the_old_one(exam, live_server, tmp_path):
-    first, old_session = enrolled(live_server.url, exam)
-    spool = Spool(tmp_path / "spool")
+    first, answer = enrolment(live_server.url, exam)
+    old_session = answer["session_id"]
+    spool = Spool(tmp_path / "spool", key=key_from_wire(answer["spool_key"]))
     screen = TypingScreen()
     loop = CaptureLoop(screen, spool)
     seen = type_and_capture(loop, screen, 4)
     uploader = Uploader(first, spool, new_id=new_record_id)
     assert uploader.send_one() and uploader.send_one()  # the whole screen and its thumbnail, then a crash
-    second, new_session = enrolled(live_server.url, exam)  # the student joins again; the old spool drains
-    assert Uploader(second, spool, new_id=new_record_id).drain(30)
+    del spool, loop, uploader  # the key was in memory only
+    second, answer = enrolment(live_server.url, exam)  # the student joins again and gets the key back
+    new_session = answer["session_id"]
+    reopened = Spool(tmp_path / "spool", key=key_from_wire(answer["spool_key"]))
+    assert reopened.leftovers_deleted == 0 and len(reopened) > 0
+    assert Uploader(second, reopened, new_id=new_record_id).drain(30)
     stored = rows(exam, "SELECT session_id, capture_id, base_session_id FROM capture WHERE changed = 1")
     assert [r[1] for r in stored] == list(seen)
     assert stored[0][0] == old_session and {r[0] for r in stored[1:]} == {new_session}

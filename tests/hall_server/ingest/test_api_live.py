@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agent.capture import new_record_id
+from agent.spool import key_from_wire
 from agent.transport import HallClient, Refused
 from hall_server.store import crypto, db, exams
 from invigil.payloads import CaptureMeta, DeviceEvent, Enrolment, Heartbeat, Unchanged
@@ -55,3 +57,17 @@ def test_wrong_join_code_and_unknown_student_are_refused_clearly(exam, live_serv
         assert exc.status == 404 and exc.code == "not_on_roster" and "x9999" in exc.message
     else:
         raise AssertionError("an unknown student was enrolled")
+
+
+def test_the_spool_key_is_the_students_own_for_this_exam_and_never_stored(exam, live_server):
+    def key(student: str) -> str:
+        client = HallClient(live_server.url, timeout_s=5)
+        return client.enrol(Enrolment(student, exam.join_code, new_record_id(), utc_now()))["spool_key"]
+
+    first = key("s0001")
+    assert len(key_from_wire(first) or b"") == 32
+    assert key("s0001") == first  # joining again after a crash gets the same key back
+    assert key("s0002") != first
+    for path in exam.data_dir.rglob("*"):  # the database, its WAL, the blobs
+        data = path.read_bytes() if path.is_file() else b""
+        assert first.encode() not in data and key_from_wire(first) not in data, path.name
