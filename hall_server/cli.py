@@ -129,6 +129,20 @@ def migrate(data_dir: Path) -> None:
     click.echo(f"applied: {', '.join(applied)}" if applied else "the store is up to date")
 
 
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="INVIGIL_DATA_DIR", required=True
+)
+def init(data_dir: Path) -> None:
+    """Create the store, master key, service token and cookie key in DATA_DIR; keep those that exist.
+
+    Example: runuser -u invigil -- invigil-server init --data-dir /var/lib/invigil
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    applied = serving.initialise_data_dir(data_dir.resolve())
+    click.echo(f"{data_dir}: ready" + (f" (applied: {', '.join(applied)})" if applied else ""))
+
+
 @main.command("settings")
 @click.option("--markdown", is_flag=True, help="Print the table for docs/settings.md.")
 def show_settings(markdown: bool) -> None:

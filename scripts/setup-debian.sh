@@ -28,6 +28,9 @@ needs=(
   "dbus-daemon dbus-daemon"
   "pipewire pipewire-bin"
   "setpriv util-linux"
+  # The Debian package (make deb, in a trixie root where lintian runs too) and its boot test: nspawn.
+  "debootstrap debootstrap"
+  "systemd-nspawn systemd-container"
 )
 missing=()
 for pair in "${needs[@]}"; do

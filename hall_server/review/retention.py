@@ -20,13 +20,15 @@ through ``invigil-server hold`` and the dashboard.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from hall_server.store import audit
+from hall_server.store import audit, private_files
 from hall_server.store.blobs import BlobStore
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
@@ -342,3 +344,24 @@ def deletion_log(db: sqlite_utils.Database, exam_id: int | None = None) -> list[
         }
         for row in rows
     ]
+
+
+RUN_STATUS = "retention.json"
+
+
+def record_run(data_dir: Path, ok: bool, exams: int) -> None:
+    """Note when ``invigil-server retention`` ran and how it ended, for the metrics (``last_run``)."""
+    path = Path(data_dir) / RUN_STATUS
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    private_files.create_once(partial, json.dumps({"at": time.time(), "ok": ok, "exams": exams}).encode())
+    partial.replace(path)
+
+
+def last_run(data_dir: Path) -> dict[str, Any] | None:
+    """``{"at": epoch seconds, "ok": bool, "exams": deleted}`` of the last run, or None."""
+    try:
+        status = json.loads((Path(data_dir) / RUN_STATUS).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return status if isinstance(status, dict) and {"at", "ok", "exams"} <= set(status) else None
