@@ -115,6 +115,8 @@ def _register_request_ids(app: Flask) -> None:
     def _echo_request_id(response: Any) -> Any:
         if "request_id" in g:
             response.headers[logs.REQUEST_ID_HEADER] = g.request_id
+        if response.status_code >= 400 and request.path.startswith(API_PREFIX):
+            log.info("request refused", extra={"status": response.status_code, "path": request.path})
         return response
 
 

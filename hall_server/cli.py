@@ -88,9 +88,10 @@ def serve(
             err=True,
         )
     data_dir = data_dir.resolve()
+    log = serving.startup_log()
     applied = serving.prepare_data_dir(data_dir)
     if applied:
-        click.echo(f"applied migrations: {', '.join(applied)}", err=True)
+        log.info("applied migrations: %s", ", ".join(applied))
     try:
         options = serving.gunicorn_options(
             bind=bind,
@@ -106,7 +107,7 @@ def serve(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     scheme = "https" if tls_cert else "http"
-    click.echo(f"Invigil hall server on {scheme}://{bind} (data: {data_dir})", err=True)
+    log.info("Invigil hall server on %s://%s (data: %s)", scheme, bind, data_dir)
     app_config = {
         "data_dir": str(data_dir),
         "process_role": role,

@@ -57,6 +57,9 @@ class StoreCollector(Collector):
         self.app = app
         self._blob_bytes: tuple[float, int] = (0.0, 0)
 
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # nothing to describe up front: registering must not read the store (nor fill the cache)
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         hall = self.app.extensions["invigil"]
         settings = hall.settings
@@ -229,4 +232,4 @@ def init_app(app: Flask) -> None:
                 "metrics are served on loopback, or with 'Authorization: Bearer <token>' "
                 "(the metrics_token_file setting)",
             )
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

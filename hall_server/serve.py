@@ -7,11 +7,27 @@ SQLite serialises the short commits. ``gevent`` is available for many idle keep-
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from hall_server.store import db
 from hall_server.store.blobs import BlobStore
+
+
+def startup_log() -> logging.Logger:
+    """The ``invigil.server`` logger, writing to stderr in the ``log_format`` setting's form until gunicorn
+    takes the logging over (``run``)."""
+    from hall_server.logs import formatter
+    from hall_server.settings import load_settings
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(load_settings()["log_format"]))
+    log = logging.getLogger("invigil.server")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
 
 
 def prepare_data_dir(data_dir: str | Path) -> list[str]:

@@ -5,7 +5,8 @@ run starts clean; ``apt-get install ./invigil_*.deb`` brings the package's depen
 kept in ``.cache/apt-archives``). The container boots with ``systemd-nspawn --register=no --keep-unit
 --boot --private-network`` and gets one end of a veth pair made in a network namespace this test creates
 (``hall0``, the appliance's hall interface); the other end (``lap0``) stays in the namespace, where the
-agents, the browser and the test's own requests run. Nothing leaves the namespace: mDNS runs on ``lap0`` and ``hall0`` only.
+agents, the browser and the test's own requests run. Nothing leaves the namespace: mDNS runs on ``lap0``
+and ``hall0`` only.
 
 Commands run in the booted container through ``nsenter`` into its PID 1 (no machined registration).
 """
