@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hall_server import errors, logs, metrics
+from hall_server import errors, logs, metrics, pac
 from hall_server.ingest.api import bp as api_bp
 from hall_server.ingest.api import get_health
 from hall_server.live import bus
@@ -101,6 +101,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _register_error_handlers(app)
     _register_request_ids(app)
     metrics.init_app(app)
+    pac.init_app(app)
     return app
 
 

@@ -181,6 +181,12 @@ SETTINGS: tuple[Setting, ...] = (
         "names the addresses instead). Off: the roster still works from enrolment alone.",
     ),
     Setting(
+        "proxy_port",
+        0,
+        "Port of the allowlist proxy on this appliance, named in /proxy.pac (explicit proxy mode; the Debian "
+        "package's INVIGIL_PROXY_PORT). 0: no /proxy.pac.",
+    ),
+    Setting(
         "log_format",
         "text",
         "text: classic log lines; json: one JSON object per line with time, level, logger, event and, where "
