@@ -158,5 +158,5 @@ def show_settings(markdown: bool) -> None:
         click.echo(f"{setting.env_var:<34} {setting.default!r:<24} {setting.help}")
 
 
-# Review, integrity, retention and audit (issue 6) live in their own module; registered here.
+# Review, integrity, retention and audit live in their own module; registered here.
 register_review_commands(main)

@@ -3,9 +3,9 @@
 #
 # The build root (.cache/trixie-build, made once by scripts/trixie-root.sh) gets a fresh copy of the files
 # git tracks (plus new ones it does not ignore: what a clean clone has) and the dashboard's front-end
-# library from dashboard/node_modules (npm ci from the committed lock file), then runs dpkg-buildpackage
-# there, so the virtualenvs hold trixie's Python 3.13 and wheels built for it. pip keeps its downloads in
-# .cache/pip between builds. lintian (trixie's) runs on the result; any error fails the build.
+# library from dashboard/node_modules (npm ci from the committed lock file); tests/ stays out (not part of
+# the package). It runs dpkg-buildpackage there, so the virtualenvs hold trixie's Python 3.13 and wheels
+# built for it. pip keeps its downloads in .cache/pip between builds. lintian (trixie's) runs on the result; any error fails the build.
 #
 # --refresh-constraints builds with the newest versions the requirements allow and writes them to
 # debian/constraints-venv.txt and debian/constraints-proxy.txt (commit them: every later build is that one).
@@ -30,7 +30,7 @@ if compgen -G "/usr/local/share/ca-certificates/*" >/dev/null; then
   systemd-nspawn --quiet --register=no --keep-unit -D "$BUILD_ROOT" update-ca-certificates >/dev/null
 fi
 # The same sources (what would be copied, by content) as the last build: that package is this build.
-source_hash="$( { git ls-files -z --cached --others --exclude-standard | xargs -0 sha256sum 2>/dev/null
+source_hash="$( { git ls-files -z --cached --others --exclude-standard -- . ':!tests' | xargs -0 sha256sum 2>/dev/null
   sha256sum dashboard/node_modules/socket.io-client/dist/socket.io.min.js; } | sha256sum | cut -c1-32)"
 if [ "$refresh" != "--refresh-constraints" ] && [ -f "dist/$DEB" ] && [ -f "$BUILD_ROOT/build/$DEB" ] \
   && [ "$(cat dist/.source-hash 2>/dev/null)" = "$source_hash" ]; then
@@ -41,7 +41,7 @@ rm -f dist/.source-hash
 rm -rf "$BUILD_ROOT/build"
 mkdir -p "$BUILD_ROOT/build/invigil" "$ROOT/.cache/pip" "$ROOT/dist"
 {
-  git ls-files -z --cached --others --exclude-standard
+  git ls-files -z --cached --others --exclude-standard -- . ':!tests'
   find dashboard/node_modules/socket.io-client -type f -print0
 } | tar --null --files-from=- -cf - | tar -xf - -C "$BUILD_ROOT/build/invigil"
 if [ "$refresh" = "--refresh-constraints" ]; then

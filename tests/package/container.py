@@ -165,6 +165,7 @@ class Container:
         self.run("ip", "link", "set", "lo", "up")
         self.run("ip", "addr", "add", f"{APPLIANCE_IP}/24", "dev", "hall0")
         self.run("ip", "link", "set", "hall0", "up", "multicast", "on")
+        self.run("ip", "route", "add", "224.0.0.0/4", "dev", "hall0")
 
     def wait_until(self, what: str, ok: Callable[[], bool], timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -244,6 +245,8 @@ def hall_namespace() -> str:
     for address in (LAPTOP_IP, f"{HALL_NET}.11", f"{HALL_NET}.12"):
         sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "lap0")
     sh("ip", "-n", ns, "link", "set", "lap0", "up", "multicast", "on")
+    # A laptop has a route for multicast (its default route); here it is the hall link and nothing else.
+    sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lap0")
     return ns
 
 

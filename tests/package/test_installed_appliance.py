@@ -47,6 +47,7 @@ PASSWORD = "package-test-pw"
 STUDENTS = (("s1001", f"{HALL_NET}.11", "#2050a0"), ("s1002", f"{HALL_NET}.12", "#a05020"))
 POLICY = "allow library.exam.test\nblock chat.exam.test\n"
 SITE_PORT = 8000
+DEAD_IP = f"{HALL_NET}.99"  # in the hall network, where no host answers
 BASE = f"https://{APPLIANCE_IP}:8443"
 BIN = Path(sys.executable).parent
 
@@ -88,7 +89,9 @@ def provision(box: Container) -> tuple[int, str]:
     box.run("chown", "invigil:invigil", "/srv/hall")  # the bundle is written here by invigil
     provision_cmd = ("/opt/invigil/venv/bin/invigil-provision",)
     box.as_invigil(*provision_cmd, "hall", "create", "Hall A", "--interface", "hall0")
-    box.as_invigil(*provision_cmd, "certs", "init", "--hall", "Hall A", "--name", APPLIANCE_IP)
+    box.as_invigil(
+        *provision_cmd, "certs", "init", "--hall", "Hall A", "--name", APPLIANCE_IP, "--name", DEAD_IP
+    )
     for user, role in (("jdoe", "invigilator"), ("asmith", "reviewer")):
         box.as_invigil(
             *provision_cmd, "user", "create", user, "--role", role, "--password-file", "/srv/hall/password"
@@ -121,7 +124,7 @@ def provision(box: Container) -> tuple[int, str]:
     exam_id = int(exam.get("exam", exam)["id"])
     box.as_invigil(*provision_cmd, "roster", "import", str(exam_id), "/srv/hall/roster.csv")
     # The bundle names an address where no server answers: only mDNS leads the agents to the hall.
-    box.as_invigil(*provision_cmd, "bundle", str(exam_id), "--server-url", f"https://{HALL_NET}.99:8443",
+    box.as_invigil(*provision_cmd, "bundle", str(exam_id), "--server-url", f"https://{DEAD_IP}:8443",
                    "--out", "/srv/hall/bundle.json")  # fmt: skip
     code = json.loads(box.as_invigil(*provision_cmd, "--json", "joincode", "show", str(exam_id)))
     return exam_id, str(code.get("join_code", code.get("code", "")))
