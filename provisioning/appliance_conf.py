@@ -1,14 +1,15 @@
-"""``invigil-config``: check ``/etc/invigil/invigil.conf`` for the unit about to start (stdlib only).
+"""``invigil-config``: check ``/etc/invigil/invigil.conf`` for the unit about to start.
 
 Every unit of the Debian package reads the file with ``EnvironmentFile=`` and runs ``invigil-config check
 UNIT`` as its ``ExecStartPre=``, so a broken value stops that unit with one line per bad key that names the
 key and says what to write, instead of a traceback or a program started with an empty argument. The gateway
 units run ``invigil-config is-gateway`` as ``ExecCondition=``: in proxy mode they are skipped, not failed.
 
-What each unit needs: every unit the keys of ``COMMON``; the server also a valid hall-server setting for
+What each unit needs: every unit the keys ``common`` checks; the server also a valid hall-server setting for
 every ``INVIGIL_*`` variable (``hall_server.settings``); the sentinel an existing hall interface (a missing
 one fails the sentinel loudly, never the server, whose mDNS then stays off with a log line); the gateway
-units the hall address with its prefix.
+units the hall address with its prefix; the proxy and the sentinel, which reach the server at
+``https://127.0.0.1``, a server certificate that names 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from hall_server.settings import load_settings
+from provisioning import tlsdir
 
 CONF = "/etc/invigil/invigil.conf"
 DATA_DIR = "/var/lib/invigil"  # the units' sandbox (ReadWritePaths=) allows writes there only
@@ -98,6 +101,19 @@ def interface_exists(env: Mapping[str, str]) -> Problems:
     ]
 
 
+def loopback_in_certificate(env: Mapping[str, str], tls_dir: Path = Path(DATA_DIR) / "tls") -> Problems:
+    """The proxy and the sentinel reach the server at https://127.0.0.1: its certificate must name it."""
+    names = tlsdir.server_names(tls_dir)
+    if not names or "127.0.0.1" in names:
+        return []
+    listed = " ".join(f"--name {name}" for name in names)
+    return [
+        f"the server certificate ({tls_dir}) names {', '.join(names)} but not 127.0.0.1, where the proxy and "
+        f"the sentinel reach the server: run invigil-provision certs init --hall "
+        f'"{env.get("INVIGIL_HALL_NAME", "")}" {listed} --name 127.0.0.1'
+    ]
+
+
 def gateway(env: Mapping[str, str]) -> Problems:
     text = env.get("INVIGIL_HALL_ADDRESS", "")
     try:
@@ -114,8 +130,8 @@ def gateway(env: Mapping[str, str]) -> Problems:
 
 CHECKS: dict[str, tuple[Callable[[Mapping[str, str]], Problems], ...]] = {
     "server": (common, server),
-    "proxy": (common,),
-    "sentinel": (common, interface_exists),
+    "proxy": (common, loopback_in_certificate),
+    "sentinel": (common, interface_exists, loopback_in_certificate),
     "gateway": (common, interface_exists, gateway),
     "retention": (common, server),
 }

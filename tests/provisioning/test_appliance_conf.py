@@ -80,3 +80,17 @@ def test_the_command_fails_the_unit_with_the_message_on_stderr() -> None:
     assert bad.stderr.startswith("/etc/invigil/invigil.conf: INVIGIL_HALL_INTERFACE='hall9'")
     assert run("is-gateway", env=good).returncode == 1
     assert run("is-gateway", env={**good, "INVIGIL_MODE": "gateway"}).returncode == 0
+
+
+def test_the_proxy_needs_a_certificate_that_names_loopback(tmp_path: Path) -> None:
+    from provisioning.appliance_conf import loopback_in_certificate
+    from provisioning.tlsdir import init_tls
+
+    assert (
+        loopback_in_certificate(shipped(), tmp_path) == []
+    )  # no certificate yet: the unit's condition waits
+    init_tls(tmp_path, "Hall A", ["10.20.0.1"], force=False)
+    problems = loopback_in_certificate(shipped(), tmp_path)
+    assert problems and '--hall "Hall A" --name 10.20.0.1 --name 127.0.0.1' in problems[0]
+    init_tls(tmp_path, "Hall A", ["10.20.0.1", "127.0.0.1"], force=False)
+    assert loopback_in_certificate(shipped(), tmp_path) == []
