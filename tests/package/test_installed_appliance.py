@@ -71,6 +71,9 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
         box.boot()
         yield box
     finally:
+        if box.leader:  # what the appliance logged, kept beside the test's other logs
+            journal = box.run("journalctl", "--no-pager", "-o", "short-precise", check=False, timeout=60)
+            (work / "journal.txt").write_text(journal)
         box.stop_helpers()
         box.poweroff()
         remove_namespace(ns)
