@@ -21,6 +21,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -220,93 +221,108 @@ def test_the_installed_appliance_runs_a_whole_exam(appliance: Container) -> None
     chromium_in_ns = work / "chromium-in-ns"
     chromium_in_ns.write_text(f'#!/bin/sh\nexec ip netns exec {box.ns} {CHROMIUM} "$@"\n')
     chromium_in_ns.chmod(0o755)
-    with (
-        playwright_api.sync_playwright() as playwright,
-        xvfb("1024x640x24") as one,
-        xvfb("1024x640x24") as two,
-    ):
-        browser = playwright.chromium.launch(executable_path=str(chromium_in_ns), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 768}, ignore_https_errors=True)
-        context.set_default_timeout(30_000)
-        page = context.new_page()
-        page.goto(f"{BASE}/dashboard/login")
-        page.fill("input[name=username]", "jdoe")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        expect = playwright_api.expect
-        expect(page).to_have_url(f"{BASE}/dashboard/exams/{exam_id}")
-        expect(page.locator(".tile")).to_have_count(len(STUDENTS))
 
-        for (number, address, colour), display in zip(STUDENTS, (one, two), strict=True):
-            set_background(display, colour)
-            box.start_in_ns(
-                [
-                    str(BIN / "invigil-agent"),
-                    "--bundle",
-                    str(bundle),
-                    "--student-number",
-                    number,
-                    "--join-code",
-                    join_code,
-                    "--no-gui",
-                    "--source-address",
-                    address,
-                    "--state-dir",
-                    str(work / f"agent-{number}"),
-                    "-v",
-                ],  # fmt: skip
-                work / f"agent-{number}.log",
-                env={"DISPLAY": display, "WAYLAND_DISPLAY": ""},
+    # On a thread of its own: the Playwright sync API refuses to run where another test's sync API (the
+    # dashboard tests' session browser) still holds an event loop in this thread.
+    def in_the_hall() -> None:
+        with (
+            playwright_api.sync_playwright() as playwright,
+            xvfb("1024x640x24") as one,
+            xvfb("1024x640x24") as two,
+        ):
+            browser = playwright.chromium.launch(executable_path=str(chromium_in_ns), args=CHROMIUM_ARGS)
+            context = browser.new_context(viewport={"width": 1366, "height": 768}, ignore_https_errors=True)
+            context.set_default_timeout(30_000)
+            page = context.new_page()
+            page.goto(f"{BASE}/dashboard/login")
+            page.fill("input[name=username]", "jdoe")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            expect = playwright_api.expect
+            expect(page).to_have_url(f"{BASE}/dashboard/exams/{exam_id}")
+            expect(page.locator(".tile")).to_have_count(len(STUDENTS))
+
+            for (number, address, colour), display in zip(STUDENTS, (one, two), strict=True):
+                set_background(display, colour)
+                box.start_in_ns(
+                    [
+                        str(BIN / "invigil-agent"),
+                        "--bundle",
+                        str(bundle),
+                        "--student-number",
+                        number,
+                        "--join-code",
+                        join_code,
+                        "--no-gui",
+                        "--source-address",
+                        address,
+                        "--state-dir",
+                        str(work / f"agent-{number}"),
+                        "-v",
+                    ],  # fmt: skip
+                    work / f"agent-{number}.log",
+                    env={"DISPLAY": display, "WAYLAND_DISPLAY": ""},
+                )
+            # Pushed, not reloaded: both tiles turn live and show a capture, then a newer one.
+            expect(page.locator(".tile.s-live")).to_have_count(len(STUDENTS), timeout=90_000)
+            img = page.locator(".tile.s-live img").first
+            expect(img).to_have_attribute("data-capture", re.compile(".+"), timeout=60_000)
+            first = img.get_attribute("data-capture")
+            set_background(one, "#20a050")
+            set_background(two, "#a02050")
+            expect(img).not_to_have_attribute("data-capture", first or "", timeout=60_000)
+            page.screenshot(path=str(work / "dashboard.png"))
+            # The bundle names only a dead address: the agents reached the hall because mDNS told them where.
+            server_log = box.journal("invigil-server")
+            assert f"mDNS: advertising hall 1 on {APPLIANCE_IP}" in server_log, server_log[-3000:]
+
+            def agents_seen() -> bool:
+                return box.journal("invigil-server").count(" present (") >= len(STUDENTS)
+
+            box.wait_until("the server to see the agents over mDNS", agents_seen)
+
+            # The proxy: the allowed site answers; the blocked and the unlisted ones are refused.
+            box.start_in_ns([sys.executable, "-m", "http.server", str(SITE_PORT), "--bind", LAPTOP_IP],
+                            work / "site.log")  # fmt: skip
+            time.sleep(1)
+
+            def through_proxy(host: str) -> str:
+                return ns_python(
+                    box, THROUGH_PROXY, host, APPLIANCE_IP, "8080", STUDENTS[0][1], str(SITE_PORT)
+                )
+
+            box.wait_until(
+                "the exam's policy at the proxy", lambda: " 200 " in through_proxy("library.exam.test") + " "
             )
-        # Pushed, not reloaded: both tiles turn live and show a capture, then a newer one.
-        expect(page.locator(".tile.s-live")).to_have_count(len(STUDENTS), timeout=90_000)
-        img = page.locator(".tile.s-live img").first
-        expect(img).to_have_attribute("data-capture", re.compile(".+"), timeout=60_000)
-        first = img.get_attribute("data-capture")
-        set_background(one, "#20a050")
-        set_background(two, "#a02050")
-        expect(img).not_to_have_attribute("data-capture", first or "", timeout=60_000)
-        page.screenshot(path=str(work / "dashboard.png"))
-        # The bundle names only a dead address: the agents reached the hall because mDNS told them where.
-        server_log = box.journal("invigil-server")
-        assert f"mDNS: advertising hall 1 on {APPLIANCE_IP}" in server_log, server_log[-3000:]
-        box.wait_until("the server to see the agents over mDNS", lambda: box.journal("invigil-server").count(
-            " present (") >= len(STUDENTS))  # fmt: skip
+            assert " 403" in through_proxy("chat.exam.test")
+            assert " 403" in through_proxy("unlisted.exam.test")
+            # The sentinel sees a laptop's DNS query for a host outside the policy on the hall interface.
+            ns_python(box, DNS_QUERY, "chat.exam.test", APPLIANCE_IP, STUDENTS[1][1])
+            box.wait_until(
+                "the sentinel's DNS record",
+                lambda: (
+                    db_rows(
+                        box,
+                        "SELECT COUNT(*) FROM site_event WHERE source = 'dns' AND host = 'chat.exam.test'",
+                    )[0][0]
+                    > 0
+                ),
+                timeout_s=30,
+            )
+            proxy_rows = db_rows(
+                box, "SELECT host, decision FROM site_event WHERE source = 'proxy' ORDER BY host"
+            )
+            assert ["chat.exam.test", "block"] in proxy_rows or any(
+                r[0] == "chat.exam.test" for r in proxy_rows
+            )
+            sessions = db_rows(box, "SELECT COUNT(*) FROM agent_session")[0][0]
+            assert sessions == len(STUDENTS)
+            context.close()
+            browser.close()
+            box.stop_helpers()  # the agents leave (they send what is left and delete their data)
 
-        # The proxy: the allowed site answers, the blocked and the unlisted ones are refused by the policy.
-        box.start_in_ns([sys.executable, "-m", "http.server", str(SITE_PORT), "--bind", LAPTOP_IP],
-                        work / "site.log")  # fmt: skip
-        time.sleep(1)
-
-        def through_proxy(host: str) -> str:
-            return ns_python(box, THROUGH_PROXY, host, APPLIANCE_IP, "8080", STUDENTS[0][1], str(SITE_PORT))
-
-        box.wait_until(
-            "the exam's policy at the proxy", lambda: " 200 " in through_proxy("library.exam.test") + " "
-        )
-        assert " 403" in through_proxy("chat.exam.test")
-        assert " 403" in through_proxy("unlisted.exam.test")
-        # The sentinel sees a laptop's DNS query for a host outside the policy on the hall interface.
-        ns_python(box, DNS_QUERY, "chat.exam.test", APPLIANCE_IP, STUDENTS[1][1])
-        box.wait_until(
-            "the sentinel's DNS record",
-            lambda: (
-                db_rows(
-                    box, "SELECT COUNT(*) FROM site_event WHERE source = 'dns' AND host = 'chat.exam.test'"
-                )[0][0]
-                > 0
-            ),
-            timeout_s=30,
-        )
-        proxy_rows = db_rows(
-            box, "SELECT host, decision FROM site_event WHERE source = 'proxy' ORDER BY host"
-        )
-        assert ["chat.exam.test", "block"] in proxy_rows or any(r[0] == "chat.exam.test" for r in proxy_rows)
-        sessions = db_rows(box, "SELECT COUNT(*) FROM agent_session")[0][0]
-        assert sessions == len(STUDENTS)
-        context.close()
-        browser.close()
-        box.stop_helpers()  # the agents leave (they send what is left and delete their data)
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(in_the_hall).result()
 
     box.run("systemctl", "start", "invigil-retention.service", timeout=120)
     result = box.run("systemctl", "show", "-p", "Result", "--value", "invigil-retention.service").strip()
