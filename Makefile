@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean agent-windows agent-locale
+.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean agent-windows agent-locale deb
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ $(NPM_STAMP): dashboard/package-lock.json
 	touch $(NPM_STAMP)
 
 setup: debian $(STAMP) proxy-venv $(NPM_STAMP)
+
+# dist/invigil_<version>_amd64.deb, built in a cached trixie root (.cache/) and checked by lintian.
+deb: debian $(NPM_STAMP)
+	bash scripts/build-deb.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

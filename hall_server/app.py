@@ -13,10 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hall_server import errors
+from hall_server import errors, logs, metrics, pac
 from hall_server.ingest.api import bp as api_bp
 from hall_server.ingest.api import get_health
 from hall_server.live import bus
@@ -99,7 +99,26 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
         init_dashboard(app)
     _register_error_handlers(app)
+    _register_request_ids(app)
+    metrics.init_app(app)
+    pac.init_app(app)
     return app
+
+
+def _register_request_ids(app: Flask) -> None:
+    """Every request has an id: the client's ``X-Request-Id`` or a new one, in its log lines and answer."""
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = logs.new_request_id(request.headers.get(logs.REQUEST_ID_HEADER))
+
+    @app.after_request
+    def _echo_request_id(response: Any) -> Any:
+        if "request_id" in g:
+            response.headers[logs.REQUEST_ID_HEADER] = g.request_id
+        if response.status_code >= 400 and request.path.startswith(API_PREFIX):
+            log.info("request refused", extra={"status": response.status_code, "path": request.path})
+        return response
 
 
 def _register_error_handlers(app: Flask) -> None:

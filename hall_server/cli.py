@@ -88,9 +88,10 @@ def serve(
             err=True,
         )
     data_dir = data_dir.resolve()
+    log = serving.startup_log()
     applied = serving.prepare_data_dir(data_dir)
     if applied:
-        click.echo(f"applied migrations: {', '.join(applied)}", err=True)
+        log.info("applied migrations: %s", ", ".join(applied))
     try:
         options = serving.gunicorn_options(
             bind=bind,
@@ -106,7 +107,7 @@ def serve(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     scheme = "https" if tls_cert else "http"
-    click.echo(f"Invigil hall server on {scheme}://{bind} (data: {data_dir})", err=True)
+    log.info("Invigil hall server on %s://%s (data: %s)", scheme, bind, data_dir)
     app_config = {
         "data_dir": str(data_dir),
         "process_role": role,
@@ -129,6 +130,20 @@ def migrate(data_dir: Path) -> None:
     click.echo(f"applied: {', '.join(applied)}" if applied else "the store is up to date")
 
 
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="INVIGIL_DATA_DIR", required=True
+)
+def init(data_dir: Path) -> None:
+    """Create the store, master key, service token and cookie key in DATA_DIR; keep those that exist.
+
+    Example: runuser -u invigil -- invigil-server init --data-dir /var/lib/invigil
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    applied = serving.initialise_data_dir(data_dir.resolve())
+    click.echo(f"{data_dir}: ready" + (f" (applied: {', '.join(applied)})" if applied else ""))
+
+
 @main.command("settings")
 @click.option("--markdown", is_flag=True, help="Print the table for docs/settings.md.")
 def show_settings(markdown: bool) -> None:
@@ -143,5 +158,5 @@ def show_settings(markdown: bool) -> None:
         click.echo(f"{setting.env_var:<34} {setting.default!r:<24} {setting.help}")
 
 
-# Review, integrity, retention and audit (issue 6) live in their own module; registered here.
+# Review, integrity, retention and audit live in their own module; registered here.
 register_review_commands(main)

@@ -15,10 +15,40 @@ from hall_server.store import db
 from hall_server.store.blobs import BlobStore
 
 
+def startup_log() -> logging.Logger:
+    """The ``invigil.server`` logger, writing to stderr in the ``log_format`` setting's form until gunicorn
+    takes the logging over (``run``)."""
+    from hall_server.logs import formatter
+    from hall_server.settings import load_settings
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(load_settings()["log_format"]))
+    log = logging.getLogger("invigil.server")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
+
+
 def prepare_data_dir(data_dir: str | Path) -> list[str]:
     """Migrate and sweep interrupted writes, once, before any worker starts; returns applied migrations."""
     applied = db.migrate(data_dir)
     BlobStore(data_dir).sweep_tmp()
+    return applied
+
+
+def initialise_data_dir(data_dir: Path) -> list[str]:
+    """Everything a first start would create, made now (the package's postinst runs this as ``invigil``):
+    the store, the master key, the service token and the cookie key, each kept when it exists."""
+    from hall_server.app import load_secret_key, load_service_token
+    from hall_server.settings import load_settings
+    from hall_server.store import crypto
+
+    applied = prepare_data_dir(data_dir)
+    settings = load_settings()
+    crypto.load_or_create_master_key(data_dir)
+    load_service_token(settings, data_dir)
+    load_secret_key(settings, data_dir)
     return applied
 
 
@@ -57,14 +87,13 @@ def gunicorn_options(
 
 def run(options: dict[str, Any], app_config: dict[str, Any]) -> None:
     """Start gunicorn in this process with ``options``; each worker builds the app from ``app_config``."""
-    # Our own log lines (policy published, mDNS, unexpected errors) go where gunicorn's go.
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    )
-    invigil_log = logging.getLogger("invigil")
-    invigil_log.addHandler(handler)
-    invigil_log.setLevel(logging.INFO)
+    # Our own log lines (policy published, mDNS, unexpected errors) and gunicorn's, in one format
+    # (log_format: json lines for the journal, or text).
+    from hall_server.logs import gunicorn_logconfig
+    from hall_server.settings import load_settings
+
+    log_format = load_settings(overrides=app_config)["log_format"]
+    options = {**options, "logconfig_dict": gunicorn_logconfig(log_format, bool(options.get("accesslog")))}
     if options["worker_class"] == "gevent":
         from gevent import monkey
 

@@ -165,7 +165,38 @@ SETTINGS: tuple[Setting, ...] = (
         "mdns_addresses",
         "",
         "Comma-separated addresses of the hall interface on which the server advertises _invigil._tcp and "
-        "browses for agents over mDNS; empty turns discovery off (the roster still works from enrolment).",
+        "browses for agents over mDNS; empty means the addresses of hall_interface when mdns is on.",
+    ),
+    Setting(
+        "hall_interface",
+        "",
+        "The interface facing the laptops (the Debian package's /etc/invigil/invigil.conf sets it); with "
+        "mdns "
+        "on, discovery runs on its addresses. A missing interface leaves discovery off with a log line.",
+    ),
+    Setting(
+        "mdns",
+        False,
+        "Advertise the hall and browse for agents over mDNS on hall_interface (mdns_addresses, when set, "
+        "names the addresses instead). Off: the roster still works from enrolment alone.",
+    ),
+    Setting(
+        "proxy_port",
+        0,
+        "Port of the allowlist proxy on this appliance, named in /proxy.pac (explicit proxy mode; the Debian "
+        "package's INVIGIL_PROXY_PORT). 0: no /proxy.pac.",
+    ),
+    Setting(
+        "log_format",
+        "text",
+        "text: classic log lines; json: one JSON object per line with time, level, logger, event and, where "
+        "known, exam, seat and request_id (the Debian package's server unit sets json).",
+    ),
+    Setting(
+        "metrics_token_file",
+        "",
+        "File holding the token a Prometheus scraper sends as 'Authorization: Bearer <token>' for /metrics "
+        "from another machine; empty means /metrics answers loopback only.",
     ),
 )
 
@@ -193,6 +224,13 @@ def load_settings(
         raise ValueError("process_role must be all, ingest or live")
     if str(values["sqlite_synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ValueError("sqlite_synchronous must be FULL, NORMAL or EXTRA")
+    if values["log_format"] not in ("text", "json"):
+        raise ValueError(f"INVIGIL_LOG_FORMAT must be text or json, not {values['log_format']!r}")
+    if values["mdns"] and not values["mdns_addresses"] and not values["hall_interface"]:
+        raise ValueError(
+            "INVIGIL_MDNS is on but INVIGIL_HALL_INTERFACE is empty: write INVIGIL_HALL_INTERFACE=<the "
+            "interface facing the laptops> or INVIGIL_MDNS=off"
+        )
     return values
 
 

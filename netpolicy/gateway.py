@@ -23,6 +23,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 TABLE = "invigil"
 #: Named counters (nft ``counter name ...``) and what they count. The order is the order in the ruleset.
@@ -227,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--upstream-dns", action="append", default=[], help="Resolver dnsmasq asks (default: resolv.conf)."
     )
+    parser.add_argument(
+        "--output", default="", help="Write to this file (0644, replaced whole) instead of standard output."
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--print-nft", action="store_true", help="Print the nftables ruleset.")
     what.add_argument("--print-dnsmasq", action="store_true", help="Print the dnsmasq configuration.")
@@ -249,7 +253,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    print(nft_ruleset(gw) if args.print_nft else dnsmasq_config(gw), end="")
+    text = nft_ruleset(gw) if args.print_nft else dnsmasq_config(gw)
+    if not args.output:
+        print(text, end="")
+        return
+    output = Path(args.output)
+    partial = output.with_name(output.name + ".partial")
+    partial.write_text(text)
+    partial.chmod(0o644)
+    partial.replace(output)
 
 
 if __name__ == "__main__":

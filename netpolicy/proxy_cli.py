@@ -33,6 +33,9 @@ FIXED_SETTINGS = (
 )
 
 
+NETWORK_MODES = {"proxy": "regular", "gateway": "transparent"}  # the appliance's mode -> mitmdump's
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="invigil-proxy",
@@ -50,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("regular", "transparent"),
         default="regular",
         help="regular: laptops are configured to use the proxy; transparent: the gateway redirects to it.",
+    )
+    parser.add_argument(
+        "--network-mode",
+        choices=("proxy", "gateway"),
+        default="",
+        help="The appliance's INVIGIL_MODE (/etc/invigil/invigil.conf): proxy runs --mode regular, gateway "
+        "--mode transparent.",
     )
     parser.add_argument(
         "--listen-host", default="127.0.0.1", help="Address to listen on (default: %(default)s)."
@@ -129,6 +139,8 @@ def build_command(args: argparse.Namespace, mitmdump: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.network_mode:
+        args.mode = NETWORK_MODES[args.network_mode]
     if args.server_url and not args.service_token_file:
         parser.error(SERVER_URL_NEEDS_CREDENTIAL)
     try:

@@ -21,6 +21,9 @@ UNIT_NAMES = (
     "invigil-sentinel.service",
     "invigil-retention.service",
     "invigil-retention.timer",
+    "invigil-gateway-rules.service",
+    "invigil-gateway-dhcp.service",
+    "invigil.target",
 )
 _STANDARD_PATH = re.compile(r"/opt/invigil/venv-proxy(?=/)|/opt/invigil/venv(?=/)|/var/lib/invigil\b")
 

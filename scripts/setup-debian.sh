@@ -31,6 +31,9 @@ needs=(
   # The agent's Windows installer (make agent-windows) and its test under Wine.
   "makensis nsis"
   "osslsigncode osslsigncode"
+  # The Debian package (make deb, in a trixie root where lintian runs too) and its boot test: nspawn.
+  "debootstrap debootstrap"
+  "systemd-nspawn systemd-container"
 )
 missing=()
 for pair in "${needs[@]}"; do

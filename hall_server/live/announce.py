@@ -1,8 +1,9 @@
 """mDNS for a served hall server: advertise ``_invigil._tcp`` and feed the agents it sees to the live bus.
 
 Runs in the process that serves the dashboard (role ``all`` or ``live``), only on the addresses of the
-``mdns_addresses`` setting (the hall interface; never all interfaces). Campus Wi-Fi often filters mDNS: the
-roster then works from enrolment alone and the dashboard says discovery sees nothing (docs/discovery.md).
+``mdns_addresses`` setting, or of the ``hall_interface`` when ``mdns`` is on (never all interfaces).
+Campus Wi-Fi often filters mDNS: the roster then works from enrolment alone and the dashboard says
+discovery sees nothing (docs/discovery.md).
 Started in each worker after gunicorn forked (zeroconf's threads do not survive a fork).
 """
 
@@ -23,6 +24,34 @@ log = logging.getLogger("invigil.mdns")
 
 def _addresses(setting: str) -> list[str]:
     return [part.strip() for part in setting.split(",") if part.strip()]
+
+
+def interface_addresses(name: str) -> list[str]:
+    """The IPv4 addresses of interface ``name`` (empty when it does not exist or has none)."""
+    import ifaddr  # zeroconf's own dependency for listing interfaces
+
+    return [
+        str(ip.ip)
+        for adapter in ifaddr.get_adapters()
+        if adapter.nice_name == name or adapter.name == name
+        for ip in adapter.ips
+        if isinstance(ip.ip, str)
+    ]
+
+
+def discovery_addresses(settings: dict[str, Any]) -> list[str]:
+    """``mdns_addresses`` when set, else the hall interface's addresses when ``mdns`` is on."""
+    addresses = _addresses(settings["mdns_addresses"])
+    if addresses or not settings["mdns"]:
+        return addresses
+    addresses = interface_addresses(settings["hall_interface"])
+    if not addresses:
+        log.error(
+            "mDNS: interface %s has no IPv4 address (or does not exist): discovery stays off; check "
+            "INVIGIL_HALL_INTERFACE",
+            settings["hall_interface"],
+        )
+    return addresses
 
 
 def fingerprint(cert_file: str | None) -> str:
@@ -54,7 +83,7 @@ def start_for_app(
 ) -> tuple[HallAdvertiser, AgentBrowser] | None:
     """Advertise and browse when ``mdns_addresses`` is set; returns both, or None when discovery is off."""
     hall_state = app.extensions["invigil"]
-    addresses = _addresses(hall_state.settings["mdns_addresses"])
+    addresses = discovery_addresses(hall_state.settings)
     bus = app.extensions.get("invigil_live")
     if not addresses or bus is None or not bus.serves_browsers:
         return None

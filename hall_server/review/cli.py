@@ -230,8 +230,15 @@ def retention_command(data_dir: Path, dry_run: bool, now_text: str | None) -> No
     Example: invigil-server retention --data-dir /var/lib/invigil --dry-run
     """
     now = from_wire(now_text) if now_text else utc_now()
-    with _store(data_dir) as store:
-        result = retention.run(store, BlobStore(data_dir), now, dry_run=dry_run)
+    try:
+        with _store(data_dir) as store:
+            result = retention.run(store, BlobStore(data_dir), now, dry_run=dry_run)
+    except Exception:
+        if not dry_run:
+            retention.record_run(data_dir, ok=False, exams=0)
+        raise
+    if not dry_run:
+        retention.record_run(data_dir, ok=True, exams=len(result.exams))
     if not result.exams and not result.unclaimed_site_events:
         click.echo("nothing is due")
     if result.unclaimed_site_events:

@@ -20,6 +20,7 @@ through ``invigil-server hold`` and the dashboard.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hall_server.store import audit, examkeys, sealed
+from hall_server.store import audit, examkeys, private_files, sealed
 from hall_server.store.blobs import BlobStore
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
@@ -358,3 +359,21 @@ def deletion_log(db: sqlite_utils.Database, exam_id: int | None = None) -> list[
         }
         for row in rows
     ]
+
+
+RUN_STATUS = "retention.json"
+
+
+def record_run(data_dir: Path, ok: bool, exams: int) -> None:
+    """Note when ``invigil-server retention`` ran and how it ended, for the metrics (``last_run``)."""
+    status = {"at": time.time(), "ok": ok, "exams": exams}
+    private_files.write_file(Path(data_dir) / RUN_STATUS, json.dumps(status).encode())
+
+
+def last_run(data_dir: Path) -> dict[str, Any] | None:
+    """``{"at": epoch seconds, "ok": bool, "exams": deleted}`` of the last run, or None."""
+    try:
+        status = json.loads((Path(data_dir) / RUN_STATUS).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return status if isinstance(status, dict) and {"at", "ok", "exams"} <= set(status) else None

@@ -28,10 +28,13 @@ class WriteGate:
     def __init__(self, lock_path: Path) -> None:
         self._thread_lock = threading.Lock()
         self._fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.waiting = 0  # writers of this process queued for the lock (the metrics' write-queue depth)
 
     @contextmanager
     def held(self) -> Iterator[None]:
+        self.waiting += 1  # a racy read is fine for a gauge; the += itself runs under the GIL
         with self._thread_lock:
+            self.waiting -= 1
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 yield

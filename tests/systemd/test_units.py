@@ -70,6 +70,15 @@ def test_service_exposure_is_low(rendered: Path, name: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+# The one privilege each unit has; every other service has none.
+CAPABILITIES = {
+    "invigil-sentinel.service": ["CAP_NET_RAW"],
+    "invigil-gateway-rules.service": ["CAP_NET_ADMIN"],
+    "invigil-gateway-dhcp.service": ["CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_NET_ADMIN"],
+}
+CONF = Path(__file__).resolve().parents[2] / "packaging" / "invigil.conf"
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_hardening(name: str) -> None:
     unit = directives((UNITS_DIR / name).read_text())
@@ -85,20 +94,50 @@ def test_service_hardening(name: str) -> None:
         "SystemCallArchitectures": "native",
     }.items():
         assert unit[key] == [value], key
-    assert unit["ReadWritePaths"] == ["/var/lib/invigil"]
+    if name != "invigil-gateway-rules.service":  # it writes nothing but its runtime directory
+        assert unit["ReadWritePaths"] == ["/var/lib/invigil"]
     assert unit["SystemCallFilter"][0] == "@system-service"
     assert "RestrictAddressFamilies" in unit
+    capabilities = CAPABILITIES.get(name, [""])
+    assert unit["CapabilityBoundingSet"] == capabilities
+    assert unit.get("AmbientCapabilities", [""]) == capabilities
     if name == "invigil-sentinel.service":
-        assert unit["CapabilityBoundingSet"] == ["CAP_NET_RAW"]
-        assert unit["AmbientCapabilities"] == ["CAP_NET_RAW"]
         assert "AF_PACKET" in unit["RestrictAddressFamilies"][0].split()
-    else:
-        assert unit["CapabilityBoundingSet"] == [""]
-        assert unit.get("AmbientCapabilities", [""]) == [""]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_reads_the_appliance_config_and_checks_it_first(name: str) -> None:
+    unit = directives((UNITS_DIR / name).read_text())
+    assert unit["EnvironmentFile"] == ["/etc/invigil/invigil.conf"]
+    check = unit["ExecStartPre"][0].split()
+    assert check[:2] == ["/opt/invigil/venv/bin/invigil-config", "check"]
+    assert check[2] in name
+
+
+def conf_values() -> dict[str, str]:
+    """The shipped /etc/invigil/invigil.conf as systemd's EnvironmentFile= reads it (quotes removed)."""
+    values = {}
+    for line in CONF.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            values[key] = value.strip('"')
+    return values
+
+
+def expand(command: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        command = command.replace("${" + key + "}", value)
+    assert "${" not in command, command  # every variable a unit uses is in the shipped file
+    return command
+
+
+def exec_lines(name: str) -> list[str]:
+    unit = directives((UNITS_DIR / name).read_text())
+    return [*unit.get("ExecStartPre", []), *unit["ExecStart"]]
 
 
 def test_server_serves_tls_on_8443_from_the_data_dir() -> None:
-    exec_start = directives((UNITS_DIR / "invigil-server.service").read_text())["ExecStart"][0]
+    exec_start = expand(exec_lines("invigil-server.service")[-1], conf_values())
     assert exec_start.split()[:2] == ["/opt/invigil/venv/bin/invigil-server", "serve"]
     for option in (
         "--data-dir /var/lib/invigil",
@@ -107,6 +146,65 @@ def test_server_serves_tls_on_8443_from_the_data_dir() -> None:
         "--tls-key /var/lib/invigil/tls/server.key",
     ):
         assert option in exec_start
+
+
+def option(command: str, name: str) -> str:
+    words = command.split()
+    return words[words.index(name) + 1]
+
+
+def test_proxy_gateway_and_sentinel_agree_on_ports_and_the_interface() -> None:
+    values = conf_values()
+    proxy = expand(exec_lines("invigil-proxy.service")[-1], values)
+    rules = expand(exec_lines("invigil-gateway-rules.service")[1], values)
+    dhcp = expand(exec_lines("invigil-gateway-dhcp.service")[1], values)
+    sentinel = expand(exec_lines("invigil-sentinel.service")[-1], values)
+    server = expand(exec_lines("invigil-server.service")[-1], values)
+    api_port = option(server, "--bind").rsplit(":", 1)[1]
+    assert option(proxy, "--listen-port") == option(rules, "--proxy-port") == option(dhcp, "--proxy-port")
+    assert option(rules, "--service-port") == api_port
+    for client in (proxy, sentinel):
+        assert option(client, "--server-url") == f"https://127.0.0.1:{api_port}"
+    assert (
+        option(sentinel, "--interface")
+        == option(rules, "--hall-interface")
+        == values["INVIGIL_HALL_INTERFACE"]
+    )
+    assert option(proxy, "--network-mode") == values["INVIGIL_MODE"] == "proxy"
+    assert values["INVIGIL_MDNS"] == "on"
+
+
+def test_gateway_units_come_before_the_proxy_and_only_in_gateway_mode() -> None:
+    for name in ("invigil-gateway-rules.service", "invigil-gateway-dhcp.service"):
+        unit = directives((UNITS_DIR / name).read_text())
+        assert "invigil-proxy.service" in unit["Before"][0].split()
+        assert unit["ExecCondition"] == ["/opt/invigil/venv/bin/invigil-config is-gateway"]
+    rules = directives((UNITS_DIR / "invigil-gateway-rules.service").read_text())
+    assert rules["ExecStart"] == ["/usr/sbin/nft -f /run/invigil-gateway/gateway.nft"]
+
+
+def test_the_gateway_units_load_what_netpolicy_generates(tmp_path: Path) -> None:
+    """Their ExecStartPre, run for real with the shipped config (gateway mode), writes the files that
+    nft and dnsmasq then read; ``nft --check`` accepts the ruleset."""
+    values = {**conf_values(), "INVIGIL_MODE": "gateway"}
+    for name, produced in (
+        ("invigil-gateway-rules.service", "/run/invigil-gateway/gateway.nft"),
+        ("invigil-gateway-dhcp.service", "/run/invigil-dhcp/dnsmasq.conf"),
+    ):
+        command = expand(exec_lines(name)[1], values).replace(produced, str(tmp_path / Path(produced).name))
+        words = command.split()
+        words[0] = str(VENV / "bin" / Path(words[0]).name)
+        done = subprocess.run(words, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+    assert "table inet invigil" in (tmp_path / "gateway.nft").read_text()
+    dnsmasq = (tmp_path / "dnsmasq.conf").read_text()
+    assert f"interface={values['INVIGIL_HALL_INTERFACE']}" in dnsmasq
+    nft = shutil.which("nft")
+    assert nft is not None
+    checked = subprocess.run(
+        [nft, "--check", "-f", str(tmp_path / "gateway.nft")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_retention_timer_runs_the_retention_service_daily() -> None:
