@@ -177,10 +177,11 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 
 
 def db_rows(box: Container, sql: str) -> list[list[object]]:
+    # Through the installed store library: personal columns open with unseal(exam_id, column).
     code = (
-        "import json, sqlite3, sys; "
-        "db = sqlite3.connect('file:/var/lib/invigil/invigil.db?mode=ro', uri=True); "
-        "print(json.dumps(db.execute(sys.argv[1]).fetchall()))"
+        "import json, sys; from hall_server.store import db; "
+        "store = db.connect('/var/lib/invigil'); "
+        "print(json.dumps(store.execute(sys.argv[1]).fetchall()))"
     )
     return json.loads(
         box.run("runuser", "-u", "invigil", "--", "/opt/invigil/venv/bin/python", "-c", code, sql)
@@ -303,18 +304,20 @@ def test_the_installed_appliance_runs_a_whole_exam(appliance: Container) -> None
                 lambda: (
                     db_rows(
                         box,
-                        "SELECT COUNT(*) FROM site_event WHERE source = 'dns' AND host = 'chat.exam.test'",
+                        "SELECT COUNT(*) FROM site_event WHERE source = 'dns' "
+                        "AND unseal(exam_id, host) = 'chat.exam.test'",
                     )[0][0]
                     > 0
                 ),
                 timeout_s=30,
             )
             proxy_rows = db_rows(
-                box, "SELECT host, decision FROM site_event WHERE source = 'proxy' ORDER BY host"
+                box,
+                "SELECT unseal(exam_id, host) AS open_host, decision FROM site_event WHERE source = 'proxy' "
+                "ORDER BY open_host",
             )
-            assert ["chat.exam.test", "block"] in proxy_rows or any(
-                r[0] == "chat.exam.test" for r in proxy_rows
-            )
+            assert ["chat.exam.test", "blocked"] in proxy_rows, proxy_rows
+            assert ["library.exam.test", "allowed"] in proxy_rows, proxy_rows
             sessions = db_rows(box, "SELECT COUNT(*) FROM agent_session")[0][0]
             assert sessions == len(STUDENTS)
             context.close()
