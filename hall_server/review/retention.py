@@ -2,17 +2,16 @@
 
 An exam is due ``retention_days`` after its end. For a due exam, every student without an open hold loses
 all rows (captures, device and site events, observations, findings, instructions, sessions, roster entry,
-lifted holds) and blob files. When no hold remains, the exam key is destroyed too (its file, ``examkeys``):
-from then on no copy of its blobs or sealed rows, backups included, can be decrypted. A held student's rows and blobs (and so
-the key) stay until the hold is lifted; the next daily run deletes them. Each run over an exam writes a
-``deletion_log`` row (counts, never names) and an audit row. Site events no session claimed (a laptop in no
-running session: ``exam_id`` NULL) go once older than the longest retention of any exam of the hall
-(:data:`DEFAULT_RETENTION_DAYS` when there is none). Deletion runs with ``PRAGMA secure_delete`` so freed
-pages are zeroed, and ends with a WAL checkpoint, so the database file keeps no readable remnant of a
-deleted row or key. Ids are never handed out again (``AUTOINCREMENT``), so an audit row about a deleted
-session never comes to name another student.
-
-Called daily by ``invigil-server retention`` (systemd/invigil-retention.timer); holds are placed and lifted
+lifted holds) and blob files. When no hold remains, the exam key is destroyed too (its file,
+``examkeys``): from then on no copy of its blobs or sealed rows, backups included, can be decrypted. A
+held student's rows and blobs (and so the key) stay until the hold is lifted; the next daily run deletes
+them. Each run over an exam writes a ``deletion_log`` row (counts, never names) and an audit row. Site
+events no session claimed (a laptop in no running session: ``exam_id`` NULL) go once older than the
+longest retention of any exam of the hall (:data:`DEFAULT_RETENTION_DAYS` when there is none). Deletion
+runs with ``PRAGMA secure_delete`` so freed pages are zeroed, and ends with a WAL checkpoint, so the
+database file keeps no readable remnant of a deleted row or key. Ids are never handed out again
+(``AUTOINCREMENT``), so an audit row about a deleted session never comes to name another student. Called
+daily by ``invigil-server retention`` (systemd/invigil-retention.timer); holds are placed and lifted
 through ``invigil-server hold`` and the dashboard.
 """
 
@@ -173,7 +172,9 @@ def due_exams(db: sqlite_utils.Database, now: datetime) -> list[ExamDeletion]:
 
 
 #: Tables emptied per session, children first (foreign keys).
-_SESSION_TABLES = ("annotation", "observation", "instruction", "capture", "device_event", "site_event")
+_SESSION_TABLES = (
+    *("annotation", "observation", "instruction", "capture", "device_event", "site_event", "queue_mark"),
+)
 
 
 def _in(values: list[Any]) -> str:
@@ -227,6 +228,9 @@ def _delete_exam_rows(db: sqlite_utils.Database, deletion: ExamDeletion, blobs: 
             counts[table] = counts.get(table, 0) + removed
         counts["blob"] = counts.get("blob", 0) + blobs.delete_exam(exam_id)
     if roster_ids:
+        counts["queue_claim"] = db.execute(
+            "DELETE FROM queue_claim WHERE roster_id IN " + _in(roster_ids), roster_ids
+        ).rowcount
         counts["roster"] = db.execute(
             "DELETE FROM roster WHERE id IN " + _in(roster_ids), roster_ids
         ).rowcount
