@@ -476,7 +476,14 @@ function showTimeline() {
   const params = new URLSearchParams(location.search);
   const wantedSession = params.get("session");
   if (wantedSession && sessionInput.tagName === "SELECT") sessionInput.value = wantedSession;
-  const hashT = /^#t=(.+)$/.exec(decodeURIComponent(location.hash));
+  // The review queue links here with #t=<start>&end=<end>&record to record a finding on that span.
+  const hashParams = new URLSearchParams(decodeURIComponent(location.hash).slice(1));
+  const hashT = hashParams.get("t");
   load(wantedSession && [...(sessionInput.options || [])].some((o) => o.value === wantedSession) ? wantedSession : sessionInput.value,
-    hashT ? ms(hashT[1]) : null);
+    hashT ? ms(hashT) : null).then(() => {
+    if (!hashParams.has("record")) return;
+    form.start.value = hms(ms(hashT)); startPinned = true;
+    if (hashParams.get("end")) form.end.value = hms(ms(hashParams.get("end")));
+    placeCursor(); showTab("findings"); form.text.focus();
+  });
 }

@@ -222,8 +222,9 @@ def site_moments(data: SessionData, state: ExpectedState, host_share: dict[str, 
 
 def device_moments(data: SessionData) -> list[Moment]:
     """A second monitor (reported, or a capture of a monitor after the first), a remote-access, screen-
-    sharing or VM tool, a VPN, and a second network path; each from its report until the agent reports it
-    ended (or at its report alone)."""
+    sharing or VM tool, a VPN, and a second network path: each a moment at its report (what to look at is
+    the screen when it appeared), with ``seconds`` until the agent reported it ended or the last record.
+    A state that lasts the whole exam is not a span, so it never swallows the other moments around it."""
     found: list[Moment] = []
     open_since: dict[tuple[str, str], datetime] = {}
     for event in sorted(data.device_events, key=lambda e: e["at"]):
@@ -251,18 +252,24 @@ def device_moments(data: SessionData) -> list[Moment]:
         if ended:
             for (open_kind, open_category), since in list(open_since.items()):
                 if open_category == category:
-                    found.append(Moment((open_kind,), since, event["at"], {"category": category}))
+                    found.append(_state_moment(open_kind, since, event["at"], category))
                     del open_since[(open_kind, open_category)]
         elif kind is not None and (kind, category) not in open_since:
             open_since[(kind, category)] = event["at"]
     end = last_time(data)
     for (kind, category), since in open_since.items():
-        found.append(Moment((kind,), since, max(since, end), {"category": category}))
+        found.append(_state_moment(kind, since, max(since, end), category))
     if not any("second_monitor" in m.kinds for m in found):
         extra = [f for f in _frames(data.entries) if f.monitor > 0]
         if extra:
-            found.append(Moment(("second_monitor",), extra[0].at, extra[-1].at, {"category": "captured"}))
+            found.append(_state_moment("second_monitor", extra[0].at, extra[-1].at, "captured"))
     return found
+
+
+def _state_moment(kind: str, since: datetime, until: datetime, category: str) -> Moment:
+    return Moment(
+        (kind,), since, since, {"category": category, "seconds": round((until - since).total_seconds())}
+    )
 
 
 def gap_moments(data: SessionData) -> list[Moment]:
@@ -296,8 +303,9 @@ def screens_for(frames: Sequence[Frame], start: datetime, end: datetime) -> tupl
     """The capture ids that show a moment: the screen shown before it, the first (and last) changed during
     it, and the first after it; when nothing changed during it, the screen shown at its start."""
     before = [f for f in frames if f.at < start]
-    during = [f for f in frames if start <= f.at <= end]
-    after = [f for f in frames if f.at > end]
+    # A span ends at the capture that ended it (back on the exam): that one is "after", not "during".
+    during = [f for f in frames if start <= f.at < end or f.at == start]
+    after = [f for f in frames if f.at >= end and f not in during]
     chosen: list[Frame] = []
     if before:
         chosen.append(before[-1])

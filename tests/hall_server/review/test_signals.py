@@ -166,32 +166,52 @@ def device(second: int, kind: str, **detail) -> dict:
     ("events", "expected"),
     [
         ([device(10, "monitors", count=1)], []),
-        ([device(10, "monitors", count=2), device(90, "monitors", count=1)], [("second_monitor", 10, 90)]),
+        ([device(10, "monitors", count=2), device(90, "monitors", count=1)], [("second_monitor", 10, 80)]),
         (
             [device(10, "process_category", category="virtual_machine", names=["vbox"])],
-            [("remote_tool", 10, 600)],
+            [("remote_tool", 10, 590)],
         ),
         (
             [
                 device(10, "process_category", category="remote_access"),
                 device(50, "process_category", category="remote_access", state="ended"),
             ],
-            [("remote_tool", 10, 50)],
+            [("remote_tool", 10, 40)],
         ),
         ([device(10, "process_category", category="messaging")], []),
-        ([device(20, "network_interface", category="vpn", names=["wg0"])], [("vpn", 20, 600)]),
-        ([device(20, "network_interface", category="second_path")], [("second_network_path", 20, 600)]),
+        ([device(20, "network_interface", category="vpn", names=["wg0"])], [("vpn", 20, 580)]),
+        ([device(20, "network_interface", category="second_path")], [("second_network_path", 20, 580)]),
         ([device(20, "help_request")], []),
     ],
 )
 def test_device_signals(events, expected):
+    """A device state is a moment at its report, with how long it lasted (to its end or the last record)."""
     found = signals.moments(data([frame(0, "firefox")], device_events=events), STATE, {})
-    assert [(m.kinds[0], *spans([m], m.kinds[0])[0]) for m in found] == expected
+    assert [(m.kinds[0], *spans([m], m.kinds[0])[0], m.detail["seconds"]) for m in found] == [
+        (kind, at, at, seconds) for kind, at, seconds in expected
+    ]
 
 
 def test_a_capture_of_a_second_monitor_is_a_signal_without_a_report():
     frames = [frame(0, "firefox"), frame(200, "firefox", monitor=1)]
     assert spans(signals.moments(data(frames), STATE, {}), "second_monitor") == [(200, 200)]
+
+
+def test_a_device_state_lasting_the_exam_does_not_swallow_the_moments_around_it():
+    frames = [
+        frame(0, "firefox"),
+        frame(100, "evince", "a.pdf"),
+        frame(140, "firefox"),
+        frame(400, "gedit"),
+        frame(420, "firefox"),
+    ]
+    events = [device(50, "process_category", category="virtual_machine")]
+    found = signals.moments(data(frames, device_events=events), STATE, {})
+    assert [(m.kinds, spans([m], m.kinds[0])[0]) for m in found] == [
+        (("remote_tool",), (50, 50)),
+        (("off_exam_focus",), (100, 140)),
+        (("off_exam_focus",), (400, 420)),
+    ]
 
 
 def test_capture_gap_and_screens_around_it():
@@ -202,7 +222,7 @@ def test_capture_gap_and_screens_around_it():
     ]
     times = [T0 + timedelta(seconds=s) for s in (0, 5, 10, 100, 105, 400, 405)]
     found = signals.moments(signals.SessionData(list(frames), times, 5, T0), STATE, {})
-    # two gaps 5 s apart are one moment; its screens: the one shown before, the first and last changes in it
+    # two gaps 5 s apart are one moment; its screens: the one shown before, the change in it, the one after
     assert spans(found, "capture_gap") == [(10, 400)]
     assert found[0].capture_ids == ("c0-0", "c100-0", "c400-0")
 
