@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 
 from hall_server import staff
 from hall_server.review import findings
-from hall_server.review.reports import overview
+from hall_server.review.reports import nearsame, overview
 from hall_server.review.reports.timeline import Frame, Timeline, timeline
 from hall_server.store import audit
 from hall_server.store.exams import ExamFacts, exam_facts
@@ -106,6 +106,7 @@ def timeline_json(data: Timeline, me: int) -> dict[str, Any]:
     events, observations (with whether a verdict covers them), gaps and findings."""
     facts = data.session
     frames, spans = [], []
+    same = nearsame.repeats(data.frames, nearsame.tile_shares(get_db(), facts.id))
     for entry in data.entries:
         if isinstance(entry, Frame):
             frames.append(
@@ -118,6 +119,7 @@ def timeline_json(data: Timeline, me: int) -> dict[str, Any]:
                     entry.height,
                     entry.focused_app or "",
                     entry.window_title or "",
+                    entry.capture_id in same,
                 ]
             )
         else:

@@ -6,17 +6,26 @@ reviewer of another exam. Screenshot at 1366×768."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
+from datetime import timedelta
 
 import pytest
 import reviewexam
 from pages import image_width, login
 from PIL import Image
 
+from hall_server.app import create_app
 from hall_server.review import expected
 from hall_server.store import db
+from invigil import tiles
+from invigil.payloads import CaptureMeta, Enrolment
+from invigil.timeutil import utc_now
+
+from reviewseed import FlaskHall
+from support import sha256
 
 review_template = reviewexam.review_template
 review_server = reviewexam.review_server
@@ -140,3 +149,67 @@ def test_taking_the_next_students_and_access(browser, queue_server):
         answer = outsider.request.get(f"{server.url}/dashboard/review/exams/{setup.exam_a}/{path}")
         assert answer.status == 404
     outsider.context.close()
+
+
+def _gray(body: bytes) -> bytes:
+    """As the agent sends screens: gray PNGs (tile updates build only on those)."""
+    out = io.BytesIO()
+    Image.open(io.BytesIO(body)).convert("L").save(out, "PNG")
+    return out.getvalue()
+
+
+def _seed_repeats(setup) -> None:
+    """s0007 (not enrolled in the template) enrols through the real API and shows one question page six
+    times over (the same image again after focus changes), then a tile update of one tile (a blinking
+    cursor), then a new page."""
+    client = create_app({"data_dir": str(setup.data_dir), "clock_skew_max_s": 3 * 3600}).test_client()
+    hall = FlaskHall(client, "10.0.0.17")
+    start = utc_now()
+    hall.enrol(Enrolment("s0007", "HALLA234", "agent-s0007", start, "0.1", "Linux"))
+    page_png = _gray(reviewexam.screen_png("moodle", 700))
+    title = reviewexam.APPS["moodle"][1]
+    for n in range(6):
+        meta = CaptureMeta(
+            0, start + timedelta(seconds=30 * n), sha256(page_png), 640, 400, "focus", "firefox", title
+        )
+        hall.put_capture(f"rep-s0007-{n:04d}", meta, page_png, "image/png")
+    rows, cols = tiles.grid(640, 400, 64)
+    cursor = io.BytesIO()
+    Image.new("L", tiles.packed_size(1, cols, 64), 0).save(cursor, "PNG")
+    update = CaptureMeta(
+        0,
+        start + timedelta(seconds=180),
+        sha256(cursor.getvalue()),
+        640,
+        400,
+        "interval",
+        "firefox",
+        title,
+        base="rep-s0007-0005",
+        tile=64,
+        tiles=tiles.encode_map([12], rows, cols),
+    )
+    hall.put_capture("rep-s0007-0006", update, cursor.getvalue(), "image/png")
+    other = _gray(reviewexam.screen_png("moodle", 701))
+    meta = CaptureMeta(0, start + timedelta(seconds=210), sha256(other), 640, 400, "focus", "firefox", title)
+    hall.put_capture("rep-s0007-0007", meta, other, "image/png")
+
+
+def test_near_identical_screens_are_one_filmstrip_item(browser, queue_server):
+    setup, server = queue_server
+    _seed_repeats(setup)
+    page = login(browser, server.url, setup.users[("reviewer", "a")])
+    page.goto(f"{server.url}/dashboard/review/exams/{setup.exam_a}/students/s0007")
+    page.wait_for_selector("#review[data-loaded]")
+    items = page.locator("#strip .item")
+    expect(items).to_have_count(
+        2
+    )  # seven copies of the page (and the cursor blink) as one, then the next page
+    expect(items.first.locator(".reps")).to_have_text("×7 3m00s")
+    root = page.locator("#review")
+    expect(root).to_have_attribute("data-selected", "rep-s0007-0000")
+    page.keyboard.press("ArrowRight")  # over the repeats, straight to the next page
+    expect(root).to_have_attribute("data-selected", "rep-s0007-0007")
+    page.keyboard.press("ArrowLeft")
+    expect(root).to_have_attribute("data-selected", "rep-s0007-0000")
+    page.context.close()
