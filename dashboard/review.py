@@ -17,7 +17,7 @@ from flask import abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from hall_server import staff
-from hall_server.review import findings
+from hall_server.review import expected, findings
 from hall_server.review.reports import nearsame, overview
 from hall_server.review.reports.timeline import Frame, Timeline, timeline
 from hall_server.store import audit
@@ -226,6 +226,7 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
         status_text=STATUS_TEXT,
         query=query,
         hits=hits,
+        expected=expected.load(get_db(), exam_id),
     )
 
 

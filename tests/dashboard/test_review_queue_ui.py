@@ -65,7 +65,11 @@ def _progress(page) -> tuple[int, int]:
 
 def test_queue_by_keyboard_with_progress_and_audited_opens(browser, queue_server, screenshots):
     setup, server = queue_server
-    page = _queue_page(browser, server, setup, setup.users[("reviewer", "a")])
+    page = login(browser, server.url, setup.users[("reviewer", "a")])
+    page.goto(f"{server.url}/dashboard/review/exams/{setup.exam_a}")
+    expect(page.locator(".expected")).to_contain_text("allowed: gnome-calculator")  # on the exam page
+    page.click("text=Review queue")
+    page.wait_for_selector("#queue[data-loaded]")
     expect(page.locator(".expected")).to_contain_text("firefox")
     expect(page.locator(".expected")).to_contain_text("gnome-calculator")
     rows = page.locator("tr.moment")
