@@ -191,11 +191,15 @@ def update_exam(
     return get_exam(db, exam_id), changed
 
 
-def set_expected(db: sqlite_utils.Database, exam_id: int, changes: dict[str, list[str]]) -> dict[str, Any]:
-    """Replace the lists of the exam's expected state named in ``changes`` (``expected.OPTIONS`` keys)."""
+def set_expected(db: sqlite_utils.Database, exam_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Replace the lists of the exam's expected state named in ``changes`` (``expected.OPTIONS`` keys,
+    and ``read_screen_text``)."""
     get_exam(db, exam_id)
     current = expected.load(db, exam_id).to_json()
-    merged = {name: tuple(values) for name, values in (current | changes).items()}
+    merged: dict[str, Any] = {
+        name: values if isinstance(values, bool) else tuple(values)
+        for name, values in (current | changes).items()
+    }
     try:
         expected.save(db, exam_id, expected.ExpectedState(**merged))
     except expected.BadExpectedState as exc:

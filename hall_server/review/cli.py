@@ -368,6 +368,7 @@ COMMANDS = (
     hold_group,
     audit_command,
     queue_cli.review_queue_command,
+    queue_cli.screen_text_command,
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import sqlite_utils
 
@@ -28,6 +29,7 @@ OPTIONS = {
     "platform_titles": "--platform-title",
     "platform_hosts": "--platform-host",
     "allowed_apps": "--allow-app",
+    "watch_words": "--watch-word",
 }
 
 
@@ -45,14 +47,21 @@ class ExpectedState:
     platform_hosts: tuple[str, ...] = ()
     #: Further applications the exam allows in focus (a spreadsheet, a statistics package, a terminal).
     allowed_apps: tuple[str, ...] = field(default=())
+    #: Words that raise a ``screen_text`` signal when the text read off a screen holds them.
+    watch_words: tuple[str, ...] = ()
+    #: Whether the text on this exam's screens is read (tesseract; hall_server/review/screentext.py).
+    read_screen_text: bool = False
 
     @property
     def declared(self) -> bool:
         """Off-exam focus is only known once the platform or some allowed application is declared."""
         return bool(self.platform_apps or self.allowed_apps)
 
-    def to_json(self) -> dict[str, list[str]]:
-        return {name: list(values) for name, values in asdict(self).items()}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            name: values if isinstance(values, bool) else list(values)
+            for name, values in asdict(self).items()
+        }
 
 
 def _norm_app(name: str) -> str:
@@ -78,8 +87,9 @@ def text_matches(text: str | None, substrings: tuple[str, ...]) -> bool:
 def check(state: ExpectedState) -> ExpectedState:
     """The state with names trimmed and duplicates dropped; ``BadExpectedState`` for a name that is empty,
     too long or has control characters."""
-    cleaned: dict[str, tuple[str, ...]] = {}
-    for name, values in asdict(state).items():
+    cleaned: dict[str, Any] = {"read_screen_text": bool(state.read_screen_text)}
+    for name in OPTIONS:
+        values = getattr(state, name)
         option = OPTIONS[name]
         kept: list[str] = []
         for value in values:
@@ -108,14 +118,12 @@ def parse(text: str | None) -> ExpectedState:
         return ExpectedState()
     if not isinstance(value, dict):
         return ExpectedState()
-    known = ExpectedState.__dataclass_fields__
-    return ExpectedState(
-        **{
-            name: tuple(str(item) for item in items)
-            for name, items in value.items()
-            if name in known and isinstance(items, list)
-        }
-    )
+    lists = {
+        name: tuple(str(item) for item in items)
+        for name, items in value.items()
+        if name in OPTIONS and isinstance(items, list)
+    }
+    return ExpectedState(**lists, read_screen_text=value.get("read_screen_text") is True)
 
 
 def load(db: sqlite_utils.Database, exam_id: int) -> ExpectedState:

@@ -96,7 +96,8 @@ _CAPTURES = (
 )
 
 
-def _load(db: sqlite_utils.Database, exam_id: int) -> tuple[dict[int, signals.SessionData], dict[int, str]]:
+def load(db: sqlite_utils.Database, exam_id: int) -> tuple[dict[int, signals.SessionData], dict[int, str]]:
+    """Every session of the exam as the signal rules read it, and each session's student number."""
     interval = db.execute("SELECT capture_interval_s FROM exam WHERE id = ?", [exam_id]).fetchone()
     if interval is None:
         raise LookupError(f"no exam {exam_id}; see `invigil-provision exam list`")
@@ -137,6 +138,16 @@ def _load(db: sqlite_utils.Database, exam_id: int) -> tuple[dict[int, signals.Se
         [exam_id],
     ):
         sessions[sid].observations.append({"at": from_wire(at), "kind": kind, "detail": _json(detail)})
+    words = [w.casefold() for w in expected.load(db, exam_id).watch_words]
+    if words:
+        for sid, at, text in db.execute(
+            "SELECT session_id, agent_time, unseal(exam_id, text) FROM screen_text WHERE exam_id = ?",
+            [exam_id],
+        ):
+            folded = (text or "").casefold()
+            for word in words:
+                if word in folded and sid in sessions:
+                    sessions[sid].screen_text_hits.append((from_wire(at), word))
     return sessions, numbers
 
 
@@ -174,7 +185,7 @@ def _covered(moment: signals.Moment, verdicts: list[findings.Finding], slack: ti
 
 def build(db: sqlite_utils.Database, exam_id: int) -> Queue:
     """The exam's queue: every session's moments, ordered by kind (signals.KINDS) and then time."""
-    sessions, numbers = _load(db, exam_id)
+    sessions, numbers = load(db, exam_id)
     state = expected.load(db, exam_id)
     shares = host_shares(sessions)
     marks = {

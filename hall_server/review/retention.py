@@ -174,6 +174,7 @@ def due_exams(db: sqlite_utils.Database, now: datetime) -> list[ExamDeletion]:
 #: Tables emptied per session, children first (foreign keys).
 _SESSION_TABLES = (
     *("annotation", "observation", "instruction", "capture", "device_event", "site_event", "queue_mark"),
+    "screen_text",
 )
 
 

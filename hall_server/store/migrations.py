@@ -457,8 +457,9 @@ def m009_sealed_columns(db: Database) -> None:
 @MIGRATIONS()
 def m010_review_queue(db: Database) -> None:
     """What an exam expects on screen (``exam.expected_state``: the exam platform and the applications it
-    allows, not personal), and the review queue's state: who cleared which moment as "nothing here", and
-    which reviewer a student is assigned to (hall_server/review/queue.py)."""
+    allows, not personal), the review queue's state: who cleared which moment as "nothing here", and
+    which reviewer a student is assigned to (hall_server/review/queue.py), and the text read off screens
+    (``screen_text.text``, sealed under the exam's key like the other personal columns)."""
     _run_script(
         db,
         """
@@ -477,6 +478,16 @@ def m010_review_queue(db: Database) -> None:
             user_id INTEGER NOT NULL REFERENCES user(id),
             at TEXT NOT NULL
         );
-        CREATE INDEX queue_claim_exam ON queue_claim(exam_id, user_id)
+        CREATE INDEX queue_claim_exam ON queue_claim(exam_id, user_id);
+        CREATE TABLE screen_text (
+            session_id INTEGER NOT NULL REFERENCES agent_session(id),
+            capture_id TEXT NOT NULL,
+            exam_id INTEGER NOT NULL REFERENCES exam(id),
+            agent_time TEXT NOT NULL,
+            text BLOB,
+            read_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, capture_id)
+        );
+        CREATE INDEX screen_text_exam ON screen_text(exam_id, agent_time)
         """,
     )

@@ -49,12 +49,17 @@ def _describe_expected(state: dict[str, list[str]]) -> list[str]:
         f" (titles: {', '.join(state['platform_titles']) or 'any'};"
         f" hosts: {', '.join(state['platform_hosts']) or 'any'})",
         f"  allowed apps {', '.join(state['allowed_apps']) or 'none'}",
+        f"  screen text  {'read' if state['read_screen_text'] else 'not read'};"
+        f" watch words: {', '.join(state['watch_words']) or 'none'}",
     ]
 
 
-def _expected_changes(options: dict[str, Any]) -> dict[str, list[str]]:
+def _expected_changes(options: dict[str, Any]) -> dict[str, Any]:
     """The expected-state lists given on the command line (each given list replaces the stored one)."""
-    return {name: list(options[name]) for name in expected.OPTIONS if options[name]}
+    changes: dict[str, Any] = {name: list(options[name]) for name in expected.OPTIONS if options[name]}
+    if options["screen_text"] is not None:
+        changes["read_screen_text"] = options["screen_text"]
+    return changes
 
 
 def exam_options(required: bool) -> Any:
@@ -115,6 +120,19 @@ def exam_options(required: bool) -> Any:
                     multiple=True,
                     metavar="APP",
                     help="An application the exam allows in focus, e.g. 'libreoffice*' (repeatable).",
+                ),
+                click.option(
+                    "--watch-word",
+                    "watch_words",
+                    multiple=True,
+                    metavar="WORD",
+                    help="Screen text that raises a signal, e.g. chatgpt (repeatable; with --screen-text).",
+                ),
+                click.option(
+                    "--screen-text/--no-screen-text",
+                    "screen_text",
+                    default=None,
+                    help="Read the text on the screens that matter (tesseract) to search it.",
                 ),
                 click.option(
                     "--invigilator",

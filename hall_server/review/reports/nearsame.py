@@ -22,20 +22,25 @@ from invigil.protocol import ProtocolError
 SMALL_CHANGE = 0.05
 
 
+def changed_share(tile: int, tile_map: str, width: int, height: int) -> float:
+    """The share of the screen a tile update changed (1.0 when its map cannot be read: never guess small)."""
+    rows, cols = tiles.grid(width, height, tile)
+    try:
+        return len(tiles.decode_map(tile_map, rows, cols)) / (rows * cols)
+    except ProtocolError:  # stored only after the same check at ingest
+        return 1.0
+
+
 def tile_shares(db: sqlite_utils.Database, session_id: int) -> dict[str, float]:
     """capture id -> share of the screen its tile update changed, for the session's tile updates."""
-    shares: dict[str, float] = {}
-    for capture_id, tile, tile_map, width, height in db.execute(
-        "SELECT capture_id, tile, tile_map, width, height FROM capture WHERE session_id = ? "
-        "AND base_capture_id IS NOT NULL AND tile IS NOT NULL",
-        [session_id],
-    ):
-        rows, cols = tiles.grid(width, height, tile)
-        try:
-            shares[capture_id] = len(tiles.decode_map(tile_map, rows, cols)) / (rows * cols)
-        except ProtocolError:  # stored only after the same check at ingest; never guess
-            continue
-    return shares
+    return {
+        capture_id: changed_share(tile, tile_map, width, height)
+        for capture_id, tile, tile_map, width, height in db.execute(
+            "SELECT capture_id, tile, tile_map, width, height FROM capture WHERE session_id = ? "
+            "AND base_capture_id IS NOT NULL AND tile IS NOT NULL",
+            [session_id],
+        )
+    }
 
 
 def repeats(frames: Sequence[Frame], shares: dict[str, float]) -> set[str]:

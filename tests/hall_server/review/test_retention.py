@@ -34,6 +34,7 @@ PERSONAL_TABLES = (
     "roster",
     "queue_mark",
     "queue_claim",
+    "screen_text",
 )
 
 
