@@ -17,7 +17,7 @@ from flask import abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from hall_server import staff
-from hall_server.review import expected, findings
+from hall_server.review import expected, findings, screentext
 from hall_server.review.reports import nearsame, overview
 from hall_server.review.reports.timeline import Frame, Timeline, timeline
 from hall_server.store import audit
@@ -217,6 +217,7 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
     exam, roles = reviewable(exam_id)
     query = request.args.get("q", "").strip()[:200]
     hits = overview.search(get_db(), exam_id, query) if query else []
+    text_hits = screentext.search(get_db(), exam_id, query) if query else []
     return render_template(
         "review_exam.html",
         exam=exam,
@@ -226,6 +227,7 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
         status_text=STATUS_TEXT,
         query=query,
         hits=hits,
+        text_hits=text_hits,
         expected=expected.load(get_db(), exam_id),
     )
 
@@ -235,7 +237,10 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
 def review_search(exam_id: int) -> ResponseReturnValue:
     reviewable(exam_id)
     query = request.args.get("q", "").strip()[:200]
-    return jsonify(hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)])
+    return jsonify(
+        hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)],
+        screen_text=[hit.__dict__ for hit in screentext.search(get_db(), exam_id, query)],
+    )
 
 
 @bp.get("/review/exams/<int:exam_id>/students/<student_number>")

@@ -6,10 +6,12 @@ reviewer of another exam. Screenshot at 1366×768."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
 import sqlite3
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -24,8 +26,8 @@ from invigil import tiles
 from invigil.payloads import CaptureMeta, Enrolment
 from invigil.timeutil import utc_now
 
-from reviewseed import FlaskHall
-from support import sha256
+from reviewseed import FlaskHall, text_screen
+from support import BIN, sha256
 
 review_template = reviewexam.review_template
 review_server = reviewexam.review_server
@@ -216,4 +218,48 @@ def test_near_identical_screens_are_one_filmstrip_item(browser, queue_server):
     expect(root).to_have_attribute("data-selected", "rep-s0007-0007")
     page.keyboard.press("ArrowLeft")
     expect(root).to_have_attribute("data-selected", "rep-s0007-0000")
+    page.context.close()
+
+
+def test_screen_text_search_in_the_exam_overview(browser, queue_server):
+    """s0008 enrols and shows a readable page; the real tesseract reads it (invigil-server screen-text) and a
+    reviewer's search finds the student by the text on the screen."""
+    setup, server = queue_server
+    store = db.connect(setup.data_dir)
+    expected.save(
+        store, setup.exam_a, dataclasses.replace(STATE, read_screen_text=True, watch_words=("chatgpt",))
+    )
+    store.close()
+    client = create_app({"data_dir": str(setup.data_dir), "clock_skew_max_s": 3 * 3600}).test_client()
+    hall = FlaskHall(client, "10.0.0.18")
+    start = utc_now()
+    hall.enrol(Enrolment("s0008", "HALLA234", "agent-s0008", start, "0.1", "Linux"))
+    body = text_screen(["Question 3: the determinant", "Ask ChatGPT for the answer"])
+    meta = CaptureMeta(0, start, sha256(body), 800, 500, "focus", "gnome-calculator", "Calculator")
+    hall.put_capture("txt-s0008-0001", meta, body, "image/png")
+    read = subprocess.run(
+        [
+            str(BIN / "invigil-server"),
+            "screen-text",
+            "--data-dir",
+            str(setup.data_dir),
+            "--exam",
+            str(setup.exam_a),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert read.returncode == 0, read.stderr
+
+    page = login(browser, server.url, setup.users[("reviewer", "a")])
+    page.goto(f"{server.url}/dashboard/review/exams/{setup.exam_a}")
+    page.fill("#search", "determinant")
+    page.keyboard.press("Enter")
+    hit = page.locator("tr.text-hit")
+    expect(hit).to_have_count(1)
+    expect(hit).to_contain_text("s0008")
+    expect(hit).to_contain_text("determinant")
+    page.goto(f"{server.url}/dashboard/review/exams/{setup.exam_a}/queue")
+    page.wait_for_selector("#queue[data-loaded]")
+    expect(page.locator("tr.moment", has_text="s0008")).to_contain_text("watch word on screen")
     page.context.close()

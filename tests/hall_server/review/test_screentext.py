@@ -4,34 +4,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 from datetime import timedelta
-
-from PIL import Image, ImageDraw, ImageFont
 
 from hall_server.review import screentext
 from hall_server.store import db
 from invigil.payloads import CaptureMeta, Enrolment, Unchanged
 from invigil.timeutil import utc_now
 
-from reviewseed import FlaskHall
+from reviewseed import FlaskHall, text_screen
 from support import BIN, sha256
-
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-
-def screen(lines: list[str]) -> bytes:
-    """A gray screen with readable text, as the agent sends it."""
-    image = Image.new("L", (800, 500), 255)
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.truetype(FONT, 26)
-    for n, line in enumerate(lines):
-        draw.text((30, 30 + 44 * n), line, fill=0, font=font)
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +50,7 @@ def test_screen_text_read_sealed_searched_and_watched(exam, client):
         ("firefox", "Exam", ["Question 2: eigenvalues", "of the matrix B."]),
     ]
     for n, (app, title, lines) in enumerate(pages):
-        body = screen(lines)
+        body = text_screen(lines)
         meta = CaptureMeta(0, start + timedelta(seconds=60 * n), sha256(body), 800, 500, "focus", app, title)
         hall.put_capture(f"cap-s0001-{n}", meta, body, "image/png")
         for later in range(5, 60, 5):  # a record every capture interval: no gap
