@@ -26,6 +26,7 @@ Run: .venv/bin/python bench/review_queue.py [--students 421] [--hours 3] [--seed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import random
@@ -41,11 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from hall_server.app import create_app  # noqa: E402
-from hall_server.review import expected, queue  # noqa: E402
+from hall_server.review import expected, queue, screentext  # noqa: E402
 from hall_server.store import crypto, db, exams  # noqa: E402
+from hall_server.store.screens import Screens  # noqa: E402
 from invigil import tiles  # noqa: E402
 from invigil.payloads import CaptureMeta, DeviceEvent, Enrolment, SiteEvent, Unchanged  # noqa: E402
 from invigil.timeutil import utc_now  # noqa: E402
@@ -76,6 +78,7 @@ PLANTS = (
     "second_network_path",
     "capture_gap",
     "left_early",
+    "screen_text",
 )
 
 
@@ -87,16 +90,19 @@ class Plant:
     length_s: int
 
 
-def page(seed: int, title: str) -> Image.Image:
-    """A screen of the exam platform (or of whatever ``title`` says) with a few lines of text."""
+FONT = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 15)
+
+
+def page(seed: int, title: str, first_line: str | None = None) -> Image.Image:
+    """A screen of the exam platform (or of whatever ``title`` says) with lines of readable text."""
     rng = random.Random(seed)
     image = Image.new("L", (WIDTH, HEIGHT), 245)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, WIDTH, 28), fill=60)
-    draw.text((10, 8), title, fill=255)
-    for line in range(18):
+    draw.text((10, 6), title, fill=255, font=FONT)
+    for line in range(17):
         words = " ".join(rng.choice(["matrix", "basis", "kernel", "rank", "span", "eigen"]) for _ in range(8))
-        draw.text((16, 40 + line * 19), words, fill=20)
+        draw.text((16, 40 + line * 21), first_line if line == 0 and first_line else words, fill=20, font=FONT)
     return image
 
 
@@ -124,8 +130,10 @@ class Student:
         self.count += 1
         return f"{prefix}-{self.number}-{self.count:06d}"
 
-    def key(self, second: int, app: str, title: str, seed: int, monitor: int = 0) -> None:
-        image = page(seed, title)
+    def key(
+        self, second: int, app: str, title: str, seed: int, monitor: int = 0, text: str | None = None
+    ) -> None:
+        image = page(seed, title, text)
         body = png(image)
         capture_id = self._id("key")
         meta = CaptureMeta(monitor, self.at(second), _sha(body), WIDTH, HEIGHT, "focus", app, title)
@@ -176,9 +184,11 @@ def plants_per_kind(students: int) -> int:
     return max(1, students // 100)
 
 
-def plan(numbers: list[str], duration_s: int, rng: random.Random) -> list[Plant]:
+def plan(
+    numbers: list[str], duration_s: int, rng: random.Random, kinds_planted: tuple[str, ...]
+) -> list[Plant]:
     """Each kind at distinct random students, at random times away from the exam's first and last minutes."""
-    kinds = [kind for kind in PLANTS for _ in range(plants_per_kind(len(numbers)))]
+    kinds = [kind for kind in kinds_planted for _ in range(plants_per_kind(len(numbers)))]
     chosen = rng.sample(numbers, min(len(kinds), len(numbers)))
     plants = []
     for index, kind in enumerate(kinds):
@@ -218,19 +228,27 @@ def seed_student(
     if "left_early" in mine:
         end = mine["left_early"].start_s
     gap = mine.get("capture_gap")
-    special: dict[int, tuple[str, str, int]] = {}  # second -> (app, title, length)
-    for kind, app, title in (
-        ("off_exam_focus", "obsidian", "notes.md - Obsidian"),
-        ("other_page", "firefox", "Eigenvalue - Wikipedia - Mozilla Firefox"),
-        ("assistant_named", "firefox", "ChatGPT - Mozilla Firefox"),
+    special: dict[int, tuple[str, str, int, str | None]] = {}  # second -> (app, title, length, text)
+    for kind, app, title, text in (
+        ("off_exam_focus", "obsidian", "notes.md - Obsidian", None),
+        ("other_page", "firefox", "Eigenvalue - Wikipedia - Mozilla Firefox", None),
+        ("assistant_named", "firefox", "ChatGPT - Mozilla Firefox", None),
+        # the allowed spreadsheet with a pasted answer that names its source: only its text tells
+        (
+            "screen_text",
+            "libreoffice-calc",
+            "data.ods - LibreOffice Calc",
+            "Answer from ChatGPT: the kernel is trivial",
+        ),
     ):
         if kind in mine:
-            special[mine[kind].start_s // interval_s * interval_s] = (app, title, mine[kind].length_s)
+            special[mine[kind].start_s // interval_s * interval_s] = (app, title, mine[kind].length_s, text)
     if uses_sheet:
         special[sheet_at // interval_s * interval_s] = (
             "libreoffice-calc",
             "data.ods - LibreOffice Calc",
             180,
+            None,
         )
     back_at = -1
     second = interval_s
@@ -239,8 +257,8 @@ def seed_student(
             second += interval_s
             continue
         if second in special:
-            app, title, length = special[second]
-            student.key(second, app, title, seed + second)
+            app, title, length, text = special[second]
+            student.key(second, app, title, seed + second, text=text)
             back_at = second + length
         elif second == back_at:
             student.key(second, "firefox", f"Ans - question {question}", seed + question)
@@ -296,6 +314,42 @@ def seed_student(
     return records
 
 
+def read_screen_text(
+    store: Any, data_dir: Path, exam_id: int, plants: list[Plant], sample: int, scale: float
+) -> list[str]:
+    """Read the planted students' selected screens (so their watch word can be found), then time tesseract
+    on ``sample`` more screens of the selection on one core; returns the figures' lines."""
+    screens = Screens.of_data_dir(data_dir).exam(store, exam_id)
+    changed = store.execute(
+        "SELECT count(*) FROM capture WHERE exam_id = ? AND changed = 1", [exam_id]
+    ).fetchone()[0]
+    selected = len(screentext.selection(store, exam_id))
+    planted = {p.student for p in plants}
+    sessions = {
+        sid
+        for sid, number in store.execute(
+            "SELECT s.id, r.student_number FROM agent_session s JOIN roster r ON r.id = s.roster_id "
+            "WHERE s.exam_id = ?",
+            [exam_id],
+        )
+        if number in planted
+    }
+    first = screentext.run(store, screens, exam_id, jobs=1, sessions=sessions)
+    timed = screentext.run(store, screens, exam_id, jobs=1, limit=sample)
+    rate = (
+        (first.read + timed.read) / (first.seconds + timed.seconds) if first.seconds + timed.seconds else 0.0
+    )
+    full = selected * scale
+    return [
+        f"screen text: the selection sends {selected} of {changed} changed screens "
+        f"({selected / changed:.1%}) to tesseract",
+        f"  read {first.read + timed.read} screens on one core at {rate:.2f} screens/s "
+        f"({1 / rate if rate else 0:.2f} s per screen)",
+        f"  whole selection on one core: {selected / rate / 60 if rate else 0:.1f} min for this exam; "
+        f"~{full / rate / 3600 if rate else 0:.1f} core-hours for {FULL_STUDENTS} students x 3 h (scaled)",
+    ]
+
+
 def found(plant: Plant, built: queue.Queue, interval_s: int, start: datetime) -> bool:
     begin = start + timedelta(seconds=plant.start_s - interval_s)
     finish = start + timedelta(seconds=plant.start_s + plant.length_s + interval_s)
@@ -315,6 +369,12 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, default=None, help="Keep the data directory here.")
+    parser.add_argument(
+        "--ocr", action="store_true", help="Read screen text (tesseract) and plant a watch word."
+    )
+    parser.add_argument(
+        "--ocr-sample", type=int, default=100, help="Screens read to time tesseract on one core."
+    )
     args = parser.parse_args()
     if args.students < len(PLANTS) + 1:
         parser.error(f"--students must be at least {len(PLANTS) + 1} (one per planted kind and one ordinary)")
@@ -342,14 +402,16 @@ def main() -> int:
     )
     numbers = [f"s{i:07d}" for i in range(1, args.students + 1)]
     exams.add_roster(store, exam_id, [exams.RosterEntry(n, f"Student {n}") for n in numbers])
-    expected.save(store, exam_id, STATE)
+    state = dataclasses.replace(STATE, read_screen_text=True, watch_words=("chatgpt",)) if args.ocr else STATE
+    expected.save(store, exam_id, state)
     store.close()
 
     app = create_app(
         {"data_dir": str(data_dir), "clock_skew_max_s": duration_s + 3600, "sqlite_synchronous": "NORMAL"}
     )
     client = app.test_client()
-    plants = plan(numbers, duration_s, rng)
+    kinds_planted = PLANTS if args.ocr else tuple(kind for kind in PLANTS if kind != "screen_text")
+    plants = plan(numbers, duration_s, rng, kinds_planted)
     seeding = time.perf_counter()
     records = 0
     for index, number in enumerate(numbers):
@@ -360,6 +422,18 @@ def main() -> int:
     seeded_s = time.perf_counter() - seeding
 
     store = db.connect(data_dir)
+    ocr_lines = (
+        read_screen_text(
+            store,
+            data_dir,
+            exam_id,
+            plants,
+            args.ocr_sample,
+            FULL_STUDENTS / args.students * 3.0 / args.hours,
+        )
+        if args.ocr
+        else []
+    )
     building = time.perf_counter()
     built = queue.build(store, exam_id)
     build_s = time.perf_counter() - building
@@ -401,6 +475,8 @@ def main() -> int:
             f"  estimated for {FULL_STUDENTS} students x 3 h (scaled, not measured): {full_minutes:.1f} min"
         )
     print(f"queue build time: {build_s:.2f} s ({built.progress()})")
+    for line in ocr_lines:
+        print(line)
     checks = [
         ("all planted irregularities found", not missed),
         ("moments per ordinary student <= 0.5", per_ordinary <= 0.5),

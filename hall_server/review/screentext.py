@@ -73,9 +73,9 @@ class Wanted:
     agent_time: str
 
 
-def selection(db: sqlite_utils.Database, exam_id: int) -> list[Wanted]:
-    """The screens of the exam worth reading that are not read yet: key images, large tile updates, and
-    every changed screen inside an off-exam span."""
+def selection(db: sqlite_utils.Database, exam_id: int, sessions: set[int] | None = None) -> list[Wanted]:
+    """The screens of the exam (or of these ``sessions``) worth reading that are not read yet: key images,
+    large tile updates, and every changed screen inside an off-exam span."""
     done = {
         (sid, cid)
         for sid, cid in db.execute(
@@ -92,8 +92,8 @@ def selection(db: sqlite_utils.Database, exam_id: int) -> list[Wanted]:
             chosen[(sid, cid)] = at
     state = expected.load(db, exam_id)
     if state.declared:
-        sessions, _ = queue.load(db, exam_id)
-        for sid, data in sessions.items():
+        loaded, _ = queue.load(db, exam_id)
+        for sid, data in loaded.items():
             frames = [e for e in data.entries if e.kind == "frame"]
             for moment in signals.focus_moments(data, state):
                 if "off_exam_focus" not in moment.kinds:
@@ -101,7 +101,11 @@ def selection(db: sqlite_utils.Database, exam_id: int) -> list[Wanted]:
                 for frame in frames:
                     if moment.start <= frame.at <= moment.end:  # type: ignore[union-attr]
                         chosen[(sid, frame.capture_id)] = to_wire(frame.at)  # type: ignore[union-attr]
-    return [Wanted(sid, cid, at) for (sid, cid), at in sorted(chosen.items()) if (sid, cid) not in done]
+    return [
+        Wanted(sid, cid, at)
+        for (sid, cid), at in sorted(chosen.items())
+        if (sid, cid) not in done and (sessions is None or sid in sessions)
+    ]
 
 
 @dataclass
@@ -125,11 +129,12 @@ def run(
     *,
     jobs: int = 1,
     limit: int | None = None,
+    sessions: set[int] | None = None,
     reader: Callable[[bytes], str] = read_text,
 ) -> Pass:
     """Read the exam's selection (at most ``limit`` screens) with ``jobs`` tesseract processes; store each
     text sealed as it is read (so an interrupted pass loses nothing), committed in small batches."""
-    wanted = selection(db, exam_id)[:limit]
+    wanted = selection(db, exam_id, sessions)[:limit]
     result = Pass(exam_id, selected=len(wanted), jobs=jobs)
     started = time.perf_counter()
 
