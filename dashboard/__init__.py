@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, redirect, url_for
 
 # Importing a view module adds its routes to ``bp``: all of them are in place before any app registers it.
-from . import auth, board, review, review_files, sockets, views  # noqa: F401
+from . import auth, board, review, review_files, review_queue, sockets, views  # noqa: F401
 from .blueprint import bp
 
 

@@ -17,8 +17,8 @@ from flask import abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from hall_server import staff
-from hall_server.review import findings
-from hall_server.review.reports import overview
+from hall_server.review import expected, findings, screentext
+from hall_server.review.reports import nearsame, overview
 from hall_server.review.reports.timeline import Frame, Timeline, timeline
 from hall_server.store import audit
 from hall_server.store.exams import ExamFacts, exam_facts
@@ -106,6 +106,7 @@ def timeline_json(data: Timeline, me: int) -> dict[str, Any]:
     events, observations (with whether a verdict covers them), gaps and findings."""
     facts = data.session
     frames, spans = [], []
+    same = nearsame.repeats(data.frames, nearsame.tile_shares(get_db(), facts.id))
     for entry in data.entries:
         if isinstance(entry, Frame):
             frames.append(
@@ -118,6 +119,7 @@ def timeline_json(data: Timeline, me: int) -> dict[str, Any]:
                     entry.height,
                     entry.focused_app or "",
                     entry.window_title or "",
+                    entry.capture_id in same,
                 ]
             )
         else:
@@ -215,6 +217,7 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
     exam, roles = reviewable(exam_id)
     query = request.args.get("q", "").strip()[:200]
     hits = overview.search(get_db(), exam_id, query) if query else []
+    text_hits = screentext.search(get_db(), exam_id, query) if query else []
     return render_template(
         "review_exam.html",
         exam=exam,
@@ -224,6 +227,8 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
         status_text=STATUS_TEXT,
         query=query,
         hits=hits,
+        text_hits=text_hits,
+        expected=expected.load(get_db(), exam_id),
     )
 
 
@@ -232,7 +237,10 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
 def review_search(exam_id: int) -> ResponseReturnValue:
     reviewable(exam_id)
     query = request.args.get("q", "").strip()[:200]
-    return jsonify(hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)])
+    return jsonify(
+        hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)],
+        screen_text=[hit.__dict__ for hit in screentext.search(get_db(), exam_id, query)],
+    )
 
 
 @bp.get("/review/exams/<int:exam_id>/students/<student_number>")

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlite_utils
 
+from hall_server.review import expected
 from hall_server.store import exams, users
 from hall_server.store.db import write_transaction
 from invigil.timeutil import from_wire, to_wire
@@ -95,6 +96,7 @@ def get_exam(db: sqlite_utils.Database, exam_id: int) -> dict[str, Any]:
         raise NotFound(f"no exam {exam_id}; see `invigil-provision exam list`")
     exam = dict(zip(_EXAM_KEYS, row, strict=True))
     exam["interception"] = bool(exam["interception"])
+    exam["expected"] = expected.load(db, exam_id).to_json()
     exam["staff"] = [
         {"username": username, "role": role}
         for username, role in db.execute(
@@ -187,6 +189,22 @@ def update_exam(
             )
     _assign_staff(db, exam_id, staff)
     return get_exam(db, exam_id), changed
+
+
+def set_expected(db: sqlite_utils.Database, exam_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Replace the lists of the exam's expected state named in ``changes`` (``expected.OPTIONS`` keys,
+    and ``read_screen_text``)."""
+    get_exam(db, exam_id)
+    current = expected.load(db, exam_id).to_json()
+    merged: dict[str, Any] = {
+        name: values if isinstance(values, bool) else tuple(values)
+        for name, values in (current | changes).items()
+    }
+    try:
+        expected.save(db, exam_id, expected.ExpectedState(**merged))
+    except expected.BadExpectedState as exc:
+        raise ProvisioningError(str(exc)) from None
+    return get_exam(db, exam_id)
 
 
 def rotate_join_code(db: sqlite_utils.Database, exam_id: int) -> str:

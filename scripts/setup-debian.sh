@@ -46,13 +46,17 @@ done
 for portal in xdg-desktop-portal xdg-desktop-portal-wlr xdg-desktop-portal-gtk; do
   [ -x "/usr/libexec/$portal" ] || missing+=("$portal")
 done
+# Screen text for the review queue: tesseract with its Dutch and English models.
+command -v tesseract >/dev/null 2>&1 || missing+=("tesseract-ocr")
+for lang in eng nld; do
+  ls /usr/share/tesseract-ocr/*/tessdata/"$lang".traineddata >/dev/null 2>&1 || missing+=("tesseract-ocr-$lang")
+done
 # WeasyPrint (PDF reports) needs pango.
 ldconfig -p | grep -q 'libpango-1.0.so' || missing+=("libpango-1.0-0")
 ldconfig -p | grep -q 'libpangoft2-1.0.so' || missing+=("libpangoft2-1.0-0")
 if [ "$mode" = "bench" ]; then  # the peers and tools the benchmarks compare against
   command -v squid >/dev/null 2>&1 || missing+=("squid")
   command -v ffmpeg >/dev/null 2>&1 || missing+=("ffmpeg")
-  command -v tesseract >/dev/null 2>&1 || missing+=("tesseract-ocr" "tesseract-ocr-eng")
 fi
 python3 -c 'import tkinter' >/dev/null 2>&1 || true  # Tk is optional: the agent falls back to a terminal line
 

@@ -185,3 +185,19 @@ def add_staff(store: Any, username: str, role: str) -> int:
         )
         store.execute("INSERT INTO user_role (user_id, role) VALUES (?, ?)", [cursor.lastrowid, role])
     return int(cursor.lastrowid)
+
+
+def text_screen(lines: list[str], width: int = 800, height: int = 500) -> bytes:
+    """A gray screen (as the agent sends) with text tesseract can read."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 26)
+    for n, line in enumerate(lines):
+        draw.text((30, 30 + 44 * n), line, fill=0, font=font)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()

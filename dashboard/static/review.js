@@ -50,7 +50,7 @@ function showTimeline() {
       data = await api(`/review/exams/${examId}/students/${encodeURIComponent(student)}/timeline.json?session=${sid}`);
     } catch (error) { say(`Could not load the timeline: ${error.message}`, true); return; }
     t0 = ms(data.start); t1 = Math.max(ms(data.end), t0 + 1000);
-    frames = data.frames.map((f, i) => ({ id: f[0], mon: f[1], t: ms(f[2]), thumb: f[3], w: f[4], h: f[5], app: f[6], title: f[7], i }));
+    frames = data.frames.map((f, i) => ({ id: f[0], mon: f[1], t: ms(f[2]), thumb: f[3], w: f[4], h: f[5], app: f[6], title: f[7], rep: f[8], i }));
     const s = data.session;
     $("facts").textContent = `${s.records} capture records, ${frames.length} changed · ${data.monitors.length} monitor${data.monitors.length > 1 ? "s" : ""} · ${s.os} · enrolled ${hms(ms(s.enrolled_at))}${s.ended_at ? ", ended " + hms(ms(s.ended_at)) : ""} · UTC`;
     drawAxis(); drawStrip(); drawEvents(); drawFindings();
@@ -179,14 +179,25 @@ function showTimeline() {
     const items = [...frames.map((f) => ({ t: f.t, f })), ...data.spans.map((s) => ({ t: ms(s[1]), s })),
       ...data.gaps.map((g) => ({ t: ms(g[0]) + 1, g }))].sort((a, b) => a.t - b.t);
     const many = data.monitors.length > 1;
+    const lastOf = new Map();  // monitor -> its last drawn screen, which near-identical repeats join
     for (const item of items) {
       let el;
+      if (item.f && item.f.rep && lastOf.has(item.f.mon)) {
+        // A near-identical screen joins the item before it: one item "×N" with its time span.
+        const group = lastOf.get(item.f.mon);
+        group.count += 1; group.until = item.f.t;
+        group.el.dataset.repeats = group.count;
+        group.el.querySelector(".reps").textContent = `×${group.count} ${short((group.until - group.from) / 1000)}`;
+        stripItems[item.f.i] = group.el;
+        continue;
+      }
       if (item.f) {
         const f = item.f;
         el = document.createElement("button");
         el.type = "button"; el.className = "item"; el.dataset.i = f.i; el.dataset.capture = f.id;
         el.title = `${hms(f.t)} · ${f.app} — ${f.title}`;
-        el.innerHTML = `<img alt=""><span class="when">${hms(f.t)} ${esc(f.title)}</span>${many ? `<span class="mon">${f.mon + 1}</span>` : ""}`;
+        el.innerHTML = `<img alt=""><span class="when">${hms(f.t)} ${esc(f.title)}</span>${many ? `<span class="mon">${f.mon + 1}</span>` : ""}<span class="reps"></span>`;
+        lastOf.set(f.mon, { el, count: 1, from: f.t, until: f.t });
         el.addEventListener("click", () => select(f.i));
         el.addEventListener("dblclick", openViewer);
         stripItems[f.i] = el;
@@ -206,6 +217,15 @@ function showTimeline() {
   }
 
   // ------------------------------------------------------------------ selection
+  // Arrow keys step over near-identical repeats: `count` screens that are not a repeat of the one before.
+  function skipRepeats(from, count) {
+    let at = from;
+    const dir = Math.sign(count);
+    for (let left = Math.abs(count); left > 0; left -= 1) {
+      do { at += dir; } while (at > 0 && at < frames.length - 1 && frames[at].rep);
+    }
+    return at;
+  }
   function frameAt(t) {
     // The latest changed screen at or before t (any monitor); the first one when t is before it.
     let found = 0;
@@ -450,8 +470,8 @@ function showTimeline() {
     if (event.ctrlKey || event.metaKey || event.altKey || !data) return;
     const step = event.shiftKey ? 10 : 1;
     switch (event.key) {
-      case "ArrowRight": select(sel + step); break;
-      case "ArrowLeft": select(sel - step); break;
+      case "ArrowRight": select(skipRepeats(sel, step)); break;
+      case "ArrowLeft": select(skipRepeats(sel, -step)); break;
       case "Home": select(0); break;
       case "End": select(frames.length - 1); break;
       case "n": stepObservation(1); break;
@@ -476,7 +496,14 @@ function showTimeline() {
   const params = new URLSearchParams(location.search);
   const wantedSession = params.get("session");
   if (wantedSession && sessionInput.tagName === "SELECT") sessionInput.value = wantedSession;
-  const hashT = /^#t=(.+)$/.exec(decodeURIComponent(location.hash));
+  // The review queue links here with #t=<start>&end=<end>&record to record a finding on that span.
+  const hashParams = new URLSearchParams(decodeURIComponent(location.hash).slice(1));
+  const hashT = hashParams.get("t");
   load(wantedSession && [...(sessionInput.options || [])].some((o) => o.value === wantedSession) ? wantedSession : sessionInput.value,
-    hashT ? ms(hashT[1]) : null);
+    hashT ? ms(hashT) : null).then(() => {
+    if (!hashParams.has("record")) return;
+    form.start.value = hms(ms(hashT)); startPinned = true;
+    if (hashParams.get("end")) form.end.value = hms(ms(hashParams.get("end")));
+    placeCursor(); showTab("findings"); form.text.focus();
+  });
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import sqlite_utils
 
-from hall_server.review import retention
+from hall_server.review import queue_cli, retention
 from hall_server.review.reports import data, export, integrity
 from hall_server.store import audit, chain, crypto, db, users
 from hall_server.store.blobs import BlobStore
@@ -374,6 +374,8 @@ COMMANDS = (
     retention_command,
     hold_group,
     audit_command,
+    queue_cli.review_queue_command,
+    queue_cli.screen_text_command,
 )
 
 

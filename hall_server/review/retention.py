@@ -174,7 +174,10 @@ def due_exams(db: sqlite_utils.Database, now: datetime) -> list[ExamDeletion]:
 
 
 #: Tables emptied per session, children first (foreign keys).
-_SESSION_TABLES = ("annotation", "observation", "instruction", "capture", "device_event", "site_event")
+_SESSION_TABLES = (
+    *("annotation", "observation", "instruction", "capture", "device_event", "site_event", "queue_mark"),
+    "screen_text",
+)
 
 
 def _in(values: list[Any]) -> str:
@@ -228,6 +231,9 @@ def _delete_exam_rows(db: sqlite_utils.Database, deletion: ExamDeletion, blobs: 
             counts[table] = counts.get(table, 0) + removed
         counts["blob"] = counts.get("blob", 0) + blobs.delete_exam(exam_id)
     if roster_ids:
+        counts["queue_claim"] = db.execute(
+            "DELETE FROM queue_claim WHERE roster_id IN " + _in(roster_ids), roster_ids
+        ).rowcount
         counts["roster"] = db.execute(
             "DELETE FROM roster WHERE id IN " + _in(roster_ids), roster_ids
         ).rowcount

@@ -34,6 +34,10 @@ ACTIONS = (
     "hold_placed",
     "hold_lifted",
     "retention_delete",
+    "queue_view",
+    "queue_nothing_here",
+    "queue_reopened",
+    "queue_assigned",
 )
 
 

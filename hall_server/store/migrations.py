@@ -452,3 +452,42 @@ def m009_sealed_columns(db: Database) -> None:
         "SELECT RAISE(ABORT, 'findings are never edited in place: record a correction instead'); END"
     )
     db.execute("PRAGMA secure_delete = OFF")
+
+
+@MIGRATIONS()
+def m010_review_queue(db: Database) -> None:
+    """What an exam expects on screen (``exam.expected_state``: the exam platform and the applications it
+    allows, not personal), the review queue's state: who cleared which moment as "nothing here", and
+    which reviewer a student is assigned to (hall_server/review/queue.py), and the text read off screens
+    (``screen_text.text``, sealed under the exam's key like the other personal columns)."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE exam ADD COLUMN expected_state TEXT NOT NULL DEFAULT '{}';
+        CREATE TABLE queue_mark (
+            session_id INTEGER NOT NULL REFERENCES agent_session(id),
+            exam_id INTEGER NOT NULL REFERENCES exam(id),
+            moment_key TEXT NOT NULL,
+            user_id INTEGER NOT NULL REFERENCES user(id),
+            at TEXT NOT NULL,
+            PRIMARY KEY (session_id, moment_key)
+        );
+        CREATE TABLE queue_claim (
+            roster_id INTEGER NOT NULL PRIMARY KEY REFERENCES roster(id),
+            exam_id INTEGER NOT NULL REFERENCES exam(id),
+            user_id INTEGER NOT NULL REFERENCES user(id),
+            at TEXT NOT NULL
+        );
+        CREATE INDEX queue_claim_exam ON queue_claim(exam_id, user_id);
+        CREATE TABLE screen_text (
+            session_id INTEGER NOT NULL REFERENCES agent_session(id),
+            capture_id TEXT NOT NULL,
+            exam_id INTEGER NOT NULL REFERENCES exam(id),
+            agent_time TEXT NOT NULL,
+            text BLOB,
+            read_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, capture_id)
+        );
+        CREATE INDEX screen_text_exam ON screen_text(exam_id, agent_time)
+        """,
+    )

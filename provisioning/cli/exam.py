@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from hall_server.review import expected
 from provisioning import exams
 from provisioning.cli.context import Session, read_text, table
 
@@ -36,7 +37,29 @@ def _describe(exam: dict[str, Any]) -> list[str]:
         f"  join code    {exam['join_code']}",
         f"  roster       {exam['roster']} student(s)",
         f"  staff        {staff}",
+        *_describe_expected(exam["expected"]),
     ]
+
+
+def _describe_expected(state: dict[str, list[str]]) -> list[str]:
+    if not (state["platform_apps"] or state["allowed_apps"]):
+        return ["  on screen    not declared (no off-exam focus signal; see --platform-app, --allow-app)"]
+    return [
+        f"  platform     {', '.join(state['platform_apps']) or '-'}"
+        f" (titles: {', '.join(state['platform_titles']) or 'any'};"
+        f" hosts: {', '.join(state['platform_hosts']) or 'any'})",
+        f"  allowed apps {', '.join(state['allowed_apps']) or 'none'}",
+        f"  screen text  {'read' if state['read_screen_text'] else 'not read'};"
+        f" watch words: {', '.join(state['watch_words']) or 'none'}",
+    ]
+
+
+def _expected_changes(options: dict[str, Any]) -> dict[str, Any]:
+    """The expected-state lists given on the command line (each given list replaces the stored one)."""
+    changes: dict[str, Any] = {name: list(options[name]) for name in expected.OPTIONS if options[name]}
+    if options["screen_text"] is not None:
+        changes["read_screen_text"] = options["screen_text"]
+    return changes
 
 
 def exam_options(required: bool) -> Any:
@@ -69,6 +92,47 @@ def exam_options(required: bool) -> Any:
                     "--interception/--no-interception",
                     default=False if required else None,
                     help="URL-level rules (only where the hall CA is trusted on laptops).",
+                ),
+                click.option(
+                    "--platform-app",
+                    "platform_apps",
+                    multiple=True,
+                    metavar="APP",
+                    help="The browser the exam platform runs in, e.g. firefox or 'chrome*' (repeatable).",
+                ),
+                click.option(
+                    "--platform-title",
+                    "platform_titles",
+                    multiple=True,
+                    metavar="TEXT",
+                    help="Part of the exam platform's window title (repeatable); other pages are flagged.",
+                ),
+                click.option(
+                    "--platform-host",
+                    "platform_hosts",
+                    multiple=True,
+                    metavar="HOST",
+                    help="The exam platform's host (repeatable); other allowed hosts are new sites.",
+                ),
+                click.option(
+                    "--allow-app",
+                    "allowed_apps",
+                    multiple=True,
+                    metavar="APP",
+                    help="An application the exam allows in focus, e.g. 'libreoffice*' (repeatable).",
+                ),
+                click.option(
+                    "--watch-word",
+                    "watch_words",
+                    multiple=True,
+                    metavar="WORD",
+                    help="Screen text that raises a signal, e.g. chatgpt (repeatable; with --screen-text).",
+                ),
+                click.option(
+                    "--screen-text/--no-screen-text",
+                    "screen_text",
+                    default=None,
+                    help="Read the text on the screens that matter (tesseract) to search it.",
                 ),
                 click.option(
                     "--invigilator",
@@ -131,6 +195,8 @@ def exam_create(session: Session, hall_name: str, **options: Any) -> None:
         record, created = exams.ensure_exam(
             store, session.master_key(), hall=hall_name, fields=fields, staff=staff
         )
+        if _expected_changes(options):
+            record = exams.set_expected(store, record["id"], _expected_changes(options))
     if not created:
         session.note(f"exam {record['id']} already exists with these attributes; nothing changed")
     elif not fields["policy_text"]:
@@ -142,14 +208,22 @@ def exam_create(session: Session, hall_name: str, **options: Any) -> None:
 @click.argument("exam_id", type=int)
 @exam_options(required=False)
 @click.option("--clear-policy", is_flag=True, help="Remove the policy (then every website is blocked).")
+@click.option("--clear-allowed-apps", is_flag=True, help="Allow no application besides the exam platform.")
 @pass_session
-def exam_update(session: Session, exam_id: int, clear_policy: bool, **options: Any) -> None:
-    """Change EXAM_ID's attributes or add staff; options not given stay as they are.
+def exam_update(
+    session: Session, exam_id: int, clear_policy: bool, clear_allowed_apps: bool, **options: Any
+) -> None:
+    """Change EXAM_ID's attributes or add staff; options not given stay as they are. A list given
+    (--platform-app, --platform-title, --platform-host, --allow-app) replaces the stored one.
 
     \b
     Example:
       invigil-provision exam update 3 --end 2026-06-12T12:30+02:00 --policy linalg-v2.policy
+      invigil-provision exam update 3 --platform-app firefox --platform-title "Ans" \\
+        --platform-host ans.app --allow-app 'libreoffice*' --allow-app rstudio
     """
+    if clear_allowed_apps and options["allowed_apps"]:
+        raise click.UsageError("give --allow-app or --clear-allowed-apps, not both")
     if clear_policy and options["policy"]:
         raise click.UsageError("give --policy or --clear-policy, not both")
     changes: dict[str, Any] = {}
@@ -168,10 +242,15 @@ def exam_update(session: Session, exam_id: int, clear_policy: bool, **options: A
     if policy is not None:
         changes["policy_text"] = policy
     staff = _staff(options["invigilators"], options["reviewers"])
-    if not changes and not staff:
+    on_screen = _expected_changes(options) | ({"allowed_apps": []} if clear_allowed_apps else {})
+    if not changes and not staff and not on_screen:
         raise click.UsageError("nothing to change: see `invigil-provision exam update --help`")
     with session.store() as store:
         record, changed = exams.update_exam(store, exam_id, changes, staff)
+        if on_screen:
+            before = record["expected"]
+            record = exams.set_expected(store, exam_id, on_screen)
+            changed = [*changed, *(name for name in on_screen if record["expected"][name] != before[name])]
     session.note(f"changed: {', '.join(changed)}" if changed else "no attribute changed")
     session.emit({**record, "changed": changed}, _describe(record))
 

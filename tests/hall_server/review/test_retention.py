@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hall_server.app import create_app
-from hall_server.review import findings, retention
+from hall_server.review import findings, queue, retention
 from hall_server.store import audit, crypto, db, examkeys, exams
 from hall_server.store.blobs import BlobStore
 from invigil import protocol as p
@@ -32,6 +32,9 @@ PERSONAL_TABLES = (
     "instruction",
     "agent_session",
     "roster",
+    "queue_mark",
+    "queue_claim",
+    "screen_text",
 )
 
 
@@ -67,6 +70,8 @@ def finished(exam, client):
             span_start=utc_now(),
             now=utc_now(),
         )
+        queue.mark_nothing_here(store, exam.exam_id, session_id, "a-moment", reviewer, utc_now())
+    queue.assign(store, exam.exam_id, [s.student_number for s in seeded], reviewer, utc_now())
     return store, seeded
 
 

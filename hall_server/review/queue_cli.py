@@ -1,0 +1,131 @@
+"""``invigil-server review-queue EXAM``: the exam's review queue from the appliance's shell, as text or JSON
+(for scripts and checks; the listing is audited like a reviewer's view), and ``invigil-server screen-text``,
+the background pass that reads the text on the screens that matter. Thin: parse, call, echo."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import click
+
+from hall_server.review import expected, queue, screentext
+from hall_server.store import audit, db, users
+from hall_server.store.screens import Screens
+
+
+@click.command("review-queue")
+@click.argument("exam_id", metavar="EXAM", type=int)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="INVIGIL_DATA_DIR",
+    required=True,
+    help="The hall server's data directory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: progress and every moment.")
+@click.option("--open-only", is_flag=True, help="Only moments nobody cleared yet.")
+@click.option(
+    "--by", "by_username", envvar="INVIGIL_STAFF_USER", default=None, help="Your staff username (audit)."
+)
+def review_queue_command(
+    data_dir: Path, exam_id: int, as_json: bool, open_only: bool, by_username: str | None
+) -> None:
+    """Print EXAM's review queue: the moments worth a look across all students, ordered by kind and time,
+    each with student number, start, end, kinds and the capture ids that show it. Signals, never verdicts.
+
+    Example: invigil-server review-queue 3 --data-dir /var/lib/invigil --json --by rita
+    """
+    if not db.db_path(data_dir).exists():
+        raise click.ClickException(f"no Invigil store in {data_dir}")
+    db.migrate(data_dir)
+    store = db.connect(data_dir)
+    try:
+        user_id = None
+        if by_username is not None:
+            try:
+                user_id = users.user_id(store, by_username)
+            except users.UserError as exc:
+                raise click.ClickException(str(exc)) from None
+        started = time.perf_counter()
+        try:
+            result = queue.build(store, exam_id)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        built_s = time.perf_counter() - started
+        detail = {
+            "by": by_username or f"appliance:{audit.cli_actor()['os_user']}",
+            "moments": len(result.moments),
+        }
+        audit.record(store, user_id, "queue_view", exam_id, None, detail)
+    finally:
+        store.close()
+    moments = result.open if open_only else result.moments
+    if as_json:
+        document = result.to_json()
+        document["moments"] = [m.to_json() for m in moments]
+        document["progress"] = result.progress()
+        document["build_s"] = round(built_s, 3)
+        click.echo(json.dumps(document, indent=1))
+        return
+    click.echo(result.progress())
+    for item in moments:
+        m = item.moment
+        click.echo(
+            f"{item.student_number:<12} {m.start:%H:%M:%S}-{m.end:%H:%M:%S} {','.join(m.kinds):<32} "
+            f"{item.state:<12} {' '.join(m.capture_ids)}"
+        )
+
+
+@click.command("screen-text")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="INVIGIL_DATA_DIR",
+    required=True,
+    help="The hall server's data directory.",
+)
+@click.option(
+    "--exam", "exam_id", type=int, default=None, help="Only this exam [every exam that reads screen text]."
+)
+@click.option(
+    "--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="tesseract processes (cores)."
+)
+@click.option(
+    "--limit", type=click.IntRange(1), default=None, help="Read at most this many screens per exam."
+)
+def screen_text_command(data_dir: Path, exam_id: int | None, jobs: int, limit: int | None) -> None:
+    """Read the text on the screens that matter (tesseract, Dutch and English) of every exam that reads
+    screen text (invigil-provision exam update --screen-text), at low priority, apart from ingest; run it
+    from a timer during and after the exam. Each pass reads only what is new.
+
+    Example: invigil-server screen-text --data-dir /var/lib/invigil --jobs 1
+    """
+    if not db.db_path(data_dir).exists():
+        raise click.ClickException(f"no Invigil store in {data_dir}")
+    os.nice(10)  # the appliance's ingest and live view come first
+    db.migrate(data_dir)
+    store = db.connect(data_dir)
+    try:
+        wanted = [exam_id] if exam_id is not None else screentext.exams_to_read(store)
+        screens = Screens.of_data_dir(data_dir)
+        for one in wanted:
+            if not expected.load(store, one).read_screen_text:
+                raise click.ClickException(
+                    f"exam {one} does not read screen text: invigil-provision exam update {one} --screen-text"
+                )
+            try:
+                result = screentext.run(store, screens.exam(store, one), one, jobs=jobs, limit=limit)
+            except screentext.ScreenTextUnavailable as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(
+                f"exam {one}: read {result.read} of {result.selected} selected screens "
+                f"in {result.seconds:.1f} s ({result.per_core_per_s:.2f} screens/s per core; "
+                f"{result.unavailable} no longer stored)"
+            )
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
