@@ -28,7 +28,7 @@ from provisioning import tlsdir
 CONF = "/etc/invigil/invigil.conf"
 DATA_DIR = "/var/lib/invigil"  # the units' sandbox (ReadWritePaths=) allows writes there only
 MODES = ("proxy", "gateway")
-UNITS = ("server", "proxy", "sentinel", "gateway", "retention")
+UNITS = ("server", "proxy", "sentinel", "gateway", "retention", "screen-text")
 ON_OFF = ("on", "off", "true", "false", "yes", "no", "1", "0")
 
 Problems = list[str]
@@ -134,6 +134,7 @@ CHECKS: dict[str, tuple[Callable[[Mapping[str, str]], Problems], ...]] = {
     "sentinel": (common, interface_exists, loopback_in_certificate),
     "gateway": (common, interface_exists, gateway),
     "retention": (common, server),
+    "screen-text": (common, server),
 }
 
 

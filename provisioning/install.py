@@ -21,6 +21,8 @@ UNIT_NAMES = (
     "invigil-sentinel.service",
     "invigil-retention.service",
     "invigil-retention.timer",
+    "invigil-screen-text.service",
+    "invigil-screen-text.timer",
     "invigil-gateway-rules.service",
     "invigil-gateway-dhcp.service",
     "invigil.target",
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout(args.venv, args.proxy_venv, args.data_dir)
     for path in render_units(args.target, layout, args.units_dir):
         print(f"installed {path}")
-    print("now: systemctl daemon-reload && systemctl enable --now invigil-server invigil-retention.timer")
+    print(
+        "now: systemctl daemon-reload && "
+        "systemctl enable --now invigil-server invigil-retention.timer invigil-screen-text.timer"
+    )
     return 0
 
 

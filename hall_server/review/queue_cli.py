@@ -4,6 +4,8 @@ the background pass that reads the text on the screens that matter. Thin: parse,
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 import click
 
 from hall_server.review import expected, queue, screentext
-from hall_server.store import audit, db, users
+from hall_server.store import audit, db, private_files, users
 from hall_server.store.screens import Screens
 
 
@@ -79,6 +81,10 @@ def review_queue_command(
         )
 
 
+#: One pass at a time per store: a timer's pass that outlasts its interval is not doubled.
+SCREEN_TEXT_LOCK = "screen-text.lock"
+
+
 @click.command("screen-text")
 @click.option(
     "--data-dir",
@@ -105,12 +111,31 @@ def screen_text_command(data_dir: Path, exam_id: int | None, jobs: int, limit: i
     """
     if not db.db_path(data_dir).exists():
         raise click.ClickException(f"no Invigil store in {data_dir}")
-    os.nice(10)  # the appliance's ingest and live view come first
+    # The appliance's ingest and live view come first. Under its unit the pass already has Nice=19 and a
+    # system-call filter that refuses the change (docs/appliance.md).
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    lock = private_files.open_lock_file(data_dir / SCREEN_TEXT_LOCK)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        click.echo("another screen-text pass is running: this one does nothing")
+        return
+    try:
+        _screen_text_pass(data_dir, exam_id, jobs, limit)
+    finally:
+        os.close(lock)  # closing the descriptor releases the lock
+
+
+def _screen_text_pass(data_dir: Path, exam_id: int | None, jobs: int, limit: int | None) -> None:
     db.migrate(data_dir)
     store = db.connect(data_dir)
     try:
         wanted = [exam_id] if exam_id is not None else screentext.exams_to_read(store)
         screens = Screens.of_data_dir(data_dir)
+        if not wanted:
+            click.echo("no exam reads screen text: nothing to do")
         for one in wanted:
             if not expected.load(store, one).read_screen_text:
                 raise click.ClickException(

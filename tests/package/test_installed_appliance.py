@@ -6,7 +6,8 @@ Inside, the organiser provisions a hall and an exam with ``invigil-provision`` a
 restarts ``invigil.target``. Outside, two real agents on Xvfb displays find the hall over mDNS (their bundle
 names an address where no server is) and join; headless Chromium logs into the dashboard and sees their
 screens arrive as pushes; the proxy allows and blocks per the exam's policy; the sentinel records a DNS
-query from a laptop; the retention timer's service runs; nothing failed. Then ``apt-get remove`` keeps the
+query from a laptop; the retention timer's service runs and the screen-text pass reads the exam's screens;
+nothing failed. Then ``apt-get remove`` keeps the
 data and the configuration, ``purge`` with the default answer keeps the data, a reinstall finds it, and a
 purge with "yes" deletes it.
 """
@@ -133,6 +134,7 @@ def provision(box: Container) -> tuple[int, str]:
             "jdoe",
             "--reviewer",
             "asmith",
+            "--screen-text",
         )  # fmt: skip
     )
     exam_id = int(exam.get("exam", exam)["id"])
@@ -331,6 +333,14 @@ def test_the_installed_appliance_runs_a_whole_exam(appliance: Container) -> None
     result = box.run("systemctl", "show", "-p", "Result", "--value", "invigil-retention.service").strip()
     assert result == "success", box.journal("invigil-retention.service")
     assert box.run("systemctl", "is-enabled", "invigil-retention.timer").strip() == "enabled"
+    # The screen-text timer is on, and its pass reads the exam's screens with the installed tesseract
+    # under the unit's own hardening (idle priority, no network).
+    assert box.run("systemctl", "is-enabled", "invigil-screen-text.timer").strip() == "enabled"
+    box.run("systemctl", "start", "invigil-screen-text.service", timeout=300)
+    result = box.run("systemctl", "show", "-p", "Result", "--value", "invigil-screen-text.service").strip()
+    assert result == "success", box.journal("invigil-screen-text.service")
+    read = db_rows(box, "SELECT COUNT(*) FROM screen_text")[0][0]
+    assert read > 0, box.journal("invigil-screen-text.service")
     failed = box.run("systemctl", "--failed", "--no-legend", "--plain").strip()
     assert failed == "", failed + "\n" + "\n".join(box.journal(u.split()[0]) for u in failed.splitlines())
     # The logs reach the journal as JSON lines.

@@ -228,3 +228,19 @@ def test_render_replaces_the_standard_paths_only() -> None:
     assert "ExecStart=/srv/v/bin/invigil-proxy " in rendered
     assert "--mitmdump /srv/vp/bin/mitmdump" in rendered  # not /srv/v + "-proxy"
     assert "--server-ca /srv/data/tls/ca.pem" in rendered and "/opt/invigil" not in rendered
+
+
+def test_screen_text_timer_runs_the_pass_at_idle_priority() -> None:
+    timer = directives((UNITS_DIR / "invigil-screen-text.timer").read_text())
+    assert timer["Unit"] == ["invigil-screen-text.service"]
+    assert timer["OnUnitInactiveSec"] == ["2min"] and timer["OnBootSec"] == ["2min"]
+    service = directives((UNITS_DIR / "invigil-screen-text.service").read_text())
+    assert service["ExecStart"] == [
+        "/opt/invigil/venv/bin/invigil-server screen-text --data-dir /var/lib/invigil --jobs 1 --limit 600"
+    ]
+    assert service["Type"] == ["oneshot"]
+    # Ingest and the live view come first: the lowest CPU and I/O priority, at most half a core.
+    assert service["Nice"] == ["19"] and service["CPUSchedulingPolicy"] == ["idle"]
+    assert service["IOSchedulingClass"] == ["idle"] and service["CPUQuota"] == ["50%"]
+    target = directives((UNITS_DIR / "invigil.target").read_text())
+    assert "invigil-screen-text.timer" in target["Wants"][0].split()

@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 from datetime import timedelta
 
 from hall_server.review import screentext
-from hall_server.store import db
+from hall_server.review.queue_cli import SCREEN_TEXT_LOCK
+from hall_server.store import db, private_files
 from invigil.payloads import CaptureMeta, Enrolment, Unchanged
 from invigil.timeutil import utc_now
 
@@ -61,6 +64,18 @@ def test_screen_text_read_sealed_searched_and_watched(exam, client):
     assert [w.capture_id for w in screentext.selection(store, exam.exam_id)] == [
         f"cap-s0001-{n}" for n in range(3)
     ]
+    store.close()
+
+    # While a pass runs (the timer's, say) a second one does nothing rather than read the same screens twice.
+    lock = private_files.open_lock_file(exam.data_dir / SCREEN_TEXT_LOCK)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        doubled = _cli("invigil-server", "screen-text", "--data-dir", data)
+    finally:
+        os.close(lock)
+    assert doubled.returncode == 0 and "another screen-text pass is running" in doubled.stdout
+    store = db.connect(exam.data_dir)
+    assert store.execute("SELECT COUNT(*) FROM screen_text").fetchone()[0] == 0
     store.close()
 
     read = _cli("invigil-server", "screen-text", "--data-dir", data)
