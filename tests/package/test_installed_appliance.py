@@ -313,13 +313,24 @@ def test_the_installed_appliance_runs_a_whole_exam(appliance: Container) -> None
                 ),
                 timeout_s=30,
             )
-            proxy_rows = db_rows(
-                box,
-                "SELECT unseal(exam_id, host) AS open_host, decision FROM site_event WHERE source = 'proxy' "
-                "ORDER BY open_host",
-            )
-            assert ["chat.exam.test", "blocked"] in proxy_rows, proxy_rows
-            assert ["library.exam.test", "allowed"] in proxy_rows, proxy_rows
+
+            # The proxy sends its decisions in batches on a thread of its own (retrying with a backoff while
+            # the hall server was still starting): wait for them rather than read them once.
+            def proxy_rows() -> list[list[object]]:
+                return db_rows(
+                    box,
+                    "SELECT unseal(exam_id, host) AS open_host, decision FROM site_event "
+                    "WHERE source = 'proxy' ORDER BY open_host",
+                )
+
+            def proxy_decisions_stored() -> bool:
+                rows = proxy_rows()
+                return ["chat.exam.test", "blocked"] in rows and ["library.exam.test", "allowed"] in rows
+
+            try:
+                box.wait_until("the proxy's site events", proxy_decisions_stored, timeout_s=60)
+            except AssertionError:
+                raise AssertionError(f"{proxy_rows()}\n{box.journal('invigil-proxy')[-4000:]}") from None
             sessions = db_rows(box, "SELECT COUNT(*) FROM agent_session")[0][0]
             assert sessions == len(STUDENTS)
             context.close()
