@@ -43,10 +43,11 @@ imports: $(STAMP)
 	$(BIN)/lint-imports
 
 # The agent's messages in Dutch (docs/agent.md): extract, merge into the .po, compile the .mo that ships.
+# --use-fuzzy: pybabel counts a catalogue without a header as fuzzy; update never makes fuzzy entries.
 agent-locale: $(STAMP)
 	$(BIN)/pybabel -q extract -k _ --no-location --omit-header --sort-output -o agent/locale/invigil-agent.pot agent
 	$(BIN)/pybabel -q update -D invigil-agent -i agent/locale/invigil-agent.pot -d agent/locale --omit-header --no-fuzzy-matching
-	$(BIN)/pybabel -q compile -D invigil-agent -d agent/locale --statistics
+	$(BIN)/pybabel -q compile --use-fuzzy -D invigil-agent -d agent/locale --statistics
 
 # The agent's Windows installer, built on Linux (docs/agent.md): pynsist + NSIS on the signed CPython build.
 AGENT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)

@@ -12,7 +12,7 @@ tests feed it recorded input; ``agent.cli`` passes the real ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,9 @@ def category_name(category: str) -> str:
         "vpn": _("VPN"),
         "messaging": _("messaging app"),
         "tunnel": _("network tunnel"),
+        "tethering": _("phone tethering (USB or Bluetooth)"),
+        "mobile": _("mobile broadband"),
+        "second_path": _("second network connection"),
     }
     return names.get(category, category)
 
@@ -111,6 +114,7 @@ def run_check(
     list_processes: Callable[[], Iterable[str]],
     list_interfaces: Callable[[], Mapping[str, bool]],
     permission: Callable[[], Finding | None] = lambda: None,
+    list_paths: Callable[[Mapping[str, bool], Collection[str]], dict[str, int]] = lambda _up, _skip: {},
 ) -> CheckReport:
     """Every check, in the order a student fixes things; writes ``screen-N.png`` into ``out_dir``."""
     report = CheckReport()
@@ -159,7 +163,9 @@ def run_check(
             _("{count} monitors: a second monitor is shown to the invigilators.").format(count=len(frames)),
             _("Unplug every monitor but the laptop's own before the exam, unless the hall allows it."),
         )
-    found = {**match_interfaces(list_interfaces()), **match_processes(list_processes(), categories)}
+    up = list_interfaces()
+    tunnels = match_interfaces(up)
+    found = {**tunnels, **match_processes(list_processes(), categories)}
     for category, names in sorted(found.items()):
         report.add(
             "warn",
@@ -170,6 +176,20 @@ def run_check(
         report.add(
             "ok", _("No VPN, remote-access, screen-sharing, messaging or virtual-machine software running.")
         )
+    paths = list_paths(up, {name for names in tunnels.values() for name in names})
+    for category, count in paths.items():
+        report.add(
+            "warn",
+            _("{what}: another way onto the internet next to the hall network ({count}).").format(
+                what=category_name(category), count=count
+            ),
+            _(
+                "Disconnect it before the exam (unplug the phone or the cable, switch mobile data off): "
+                "the invigilators are told."
+            ),
+        )
+    if not paths:
+        report.add("ok", _("No second way onto the internet (phone tethering, mobile broadband)."))
     if bundle is None:
         report.add(
             "warn",

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from agent.display import check_display_server
 from agent.focus import system_probe
 from agent.grab import CaptureUnavailable, MssGrabber
 from agent.i18n import LANGUAGES, _, set_language
+from agent.netpaths import NO_HALL, PathProbe
 from agent.osinfo import os_description, without_wmi
 from agent.runtime import AgentRuntime, Announcer, RuntimeSettings, SessionInfo
 from agent.spool import DEFAULT_MAX_BYTES, Spool, key_from_wire
@@ -165,10 +167,19 @@ def check(argv: Sequence[str], grab_factory: Callable[[], object] | None = None)
         bundle=bundle,
         list_processes=psutil_process_names,
         list_interfaces=psutil_interfaces,
+        list_paths=_check_paths(bundle).paths,
         **({"permission": permission} if permission else {}),
     )
     print("\n".join(report.lines()))
     return 0 if report.ready else 1
+
+
+def _check_paths(bundle: AgentBundle | None) -> PathProbe:
+    """The check's second-path probe: towards the bundle's hall server (or the default route without a
+    bundle), never connecting, since the check usually runs away from the hall."""
+    url = urllib.parse.urlsplit(bundle.server_urls[0]) if bundle and bundle.server_urls else None
+    host = url.hostname if url and url.hostname else NO_HALL
+    return PathProbe(host, (url.port if url else None) or 443, connect=False)
 
 
 def _unavailable(exc: CaptureUnavailable) -> Callable[[], object]:
@@ -318,7 +329,11 @@ def run(argv: Sequence[str] | None = None, grab_factory: Callable[[], object] | 
         session=SessionInfo(bundle.hall if bundle else "", str(exam.get("title", "")), student_number),
         grab_factory=grab_factory or MssGrabber,  # type: ignore[arg-type]
         focus_factory=lambda: system_probe(display_server),
-        devices=DeviceChecker(categories, new_record_id),
+        devices=DeviceChecker(
+            categories,
+            new_record_id,
+            list_paths=PathProbe(client.host, client.port, args.source_address).paths,
+        ),
         announcer=announcer,
         settings=RuntimeSettings(
             capture=capture_settings(answer.get("tile_updates")),

@@ -1,8 +1,10 @@
-"""Device checks: monitor layout, VPN/tunnel interfaces and process categories, reported only on change.
+"""Device checks: monitor layout, VPN/tunnel interfaces, a second network path and process categories,
+reported only on change.
 
 :meth:`DeviceChecker.check` runs once per capture interval, on the capture thread; the events it returns
 are spooled. What leaves the machine is a category and the *matched* names only: the
-process list itself is never stored, sent or logged (docs/agent.md). The matching is pure
+process list itself is never stored, sent or logged (docs/agent.md). A second network path
+(``agent.netpaths``) leaves as a category and a count, without names. The matching is pure
 (:func:`match_processes`, :func:`match_interfaces`); psutil and mss sit behind injected callables so tests
 feed recorded data.
 """
@@ -14,7 +16,7 @@ import functools
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -161,7 +163,8 @@ class DeviceChecker:
     """Remembers what it last reported and returns device events only for changes.
 
     ``list_monitors`` returns mss-style monitor dicts (the capture thread's grabber feeds it; None skips
-    the monitor check), ``list_interfaces`` and ``list_processes`` default to psutil.
+    the monitor check), ``list_interfaces`` and ``list_processes`` default to psutil. ``list_paths(up, skip)``
+    returns category -> count of second network paths (``agent.netpaths.PathProbe.paths``; None skips it).
     """
 
     categories: Categories
@@ -169,9 +172,11 @@ class DeviceChecker:
     list_monitors: Callable[[], list[dict[str, Any]]] | None = None
     list_interfaces: Callable[[], Mapping[str, bool]] = psutil_interfaces
     list_processes: Callable[[], Iterable[str]] = psutil_process_names
+    list_paths: Callable[[Mapping[str, bool], Collection[str]], dict[str, int]] | None = None
     _layout: tuple[tuple[int, int, int, int], ...] | None = None
     _interfaces: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _processes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _paths: dict[str, int] = field(default_factory=dict)
 
     def check_monitors(self, now: datetime) -> list[DeviceEvent]:
         """The monitor check alone: a ``monitors`` event when the layout changed since it was last reported.
@@ -189,9 +194,14 @@ class DeviceChecker:
     def check(self, now: datetime) -> list[DeviceEvent]:
         """Run every check once and return the events of what changed since the last run."""
         events = self.check_monitors(now)
-        matched = match_interfaces(self.list_interfaces())
+        up = self.list_interfaces()
+        matched = match_interfaces(up)
         events += self._diff("network_interface", self._interfaces, matched, now)
         self._interfaces = matched
+        if self.list_paths is not None:
+            paths = self.list_paths(up, {name for names in matched.values() for name in names})
+            events += self._path_diff(self._paths, paths, now)
+            self._paths = paths
         running = match_processes(self.list_processes(), self.categories)
         events += self._diff("process_category", self._processes, running, now)
         self._processes = running
@@ -215,4 +225,15 @@ class DeviceChecker:
             if not new:
                 detail["ended_names"] = list(old)
             events.append(DeviceEvent(self.new_id(), kind, now, detail))
+        return events
+
+    def _path_diff(self, before: dict[str, int], after: dict[str, int], now: datetime) -> list[DeviceEvent]:
+        """``network_interface`` events for second paths: the category and how many, never a name."""
+        events = []
+        for category in sorted(set(before) | set(after)):
+            count = after.get(category, 0)
+            if before.get(category, 0) == count:
+                continue
+            detail = {"category": category, "count": count, "state": "present" if count else "ended"}
+            events.append(DeviceEvent(self.new_id(), "network_interface", now, detail))
         return events

@@ -279,7 +279,11 @@ def seed_student(
         ("second_monitor", "monitors", {"count": 2}),
         ("remote_tool", "process_category", {"category": "virtual_machine", "names": ["virtualbox"]}),
         ("vpn", "network_interface", {"category": "vpn", "names": ["wg0"]}),
-        ("second_network_path", "network_interface", {"category": "second_path"}),
+        (
+            "second_network_path",
+            "network_interface",
+            {"category": "tethering", "count": 1, "state": "present"},
+        ),
     ):
         if kind in mine:
             events.append(

@@ -13,6 +13,7 @@ OBSERVATION_LABELS: dict[str, str] = {
     "capture_gap": "gap in captures",
     "second_monitor": "second monitor",
     "vpn_interface": "VPN interface",
+    "second_network_path": "second network path",
     "remote_tool": "remote/VM tool",
     "left_early": "left early",
     "clock_skew": "clock skew",

@@ -42,7 +42,8 @@ DEVICE_EVENT_KINDS = (
     "agent_started",  # detail: os, agent_version, display server
     "agent_stopped",
     "monitors",  # detail: count, geometry list
-    "network_interface",  # detail: category ("vpn", "tunnel"), names
+    "network_interface",  # detail: category ("vpn", "tunnel"), names; or a second path: category
+    # ("tethering", "mobile", "second_path"), count, never names
     "process_category",  # detail: category, matched names
     "help_request",
     "help_cancel",
@@ -50,6 +51,9 @@ DEVICE_EVENT_KINDS = (
     "capture_error",  # detail: reason (e.g. "wayland")
     "left",  # the student pressed "leave"
 )
+
+#: A second network path's categories (``network_interface`` events, sent with a count and no names).
+SECOND_PATH_CATEGORIES = ("tethering", "mobile", "second_path")
 
 PROCESS_CATEGORIES = ("remote_access", "screen_sharing", "virtual_machine", "vpn", "messaging")
 
@@ -65,6 +69,7 @@ OBSERVATION_KINDS = (
     "capture_gap",
     "second_monitor",
     "vpn_interface",
+    "second_network_path",
     "remote_tool",
     "left_early",
     "clock_skew",

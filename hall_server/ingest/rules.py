@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from invigil.payloads import DeviceEvent, SiteEvent
+from invigil.protocol import SECOND_PATH_CATEGORIES
 
 Observation = tuple[str, dict[str, Any]]
 
@@ -33,6 +34,8 @@ def observations_for_device_event(
     elif event.kind == "network_interface":
         if detail.get("category") in ("vpn", "tunnel"):
             return [("vpn_interface", {"names": detail.get("names", [])})]
+        if detail.get("category") in SECOND_PATH_CATEGORIES:
+            return [("second_network_path", {"category": detail["category"]})]
     elif event.kind == "process_category":
         category = detail.get("category")
         if category in REMOTE_TOOL_CATEGORIES:

@@ -17,6 +17,7 @@ from typing import Any
 
 from hall_server.review.expected import ExpectedState, app_matches, text_matches
 from hall_server.review.reports.timeline import Frame, Gap, UnchangedSpan, find_gaps
+from invigil.protocol import SECOND_PATH_CATEGORIES
 from invigil.timeutil import to_wire
 
 #: The order of the queue: the kinds a reviewer clears first come first.
@@ -68,7 +69,6 @@ REMOTE_CATEGORIES = ("remote_access", "screen_sharing", "virtual_machine")
 #: Network-interface categories: a VPN or tunnel, or a second way out next to the hall network (the agent
 #: reports a category, never the network's name).
 VPN_CATEGORIES = ("vpn", "tunnel")
-SECOND_PATH_CATEGORIES = ("second_path", "tethering", "hotspot", "mobile")
 
 
 @dataclass(frozen=True)

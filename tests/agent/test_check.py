@@ -32,7 +32,9 @@ def page_frame(index: int = 0) -> MonitorFrame:
     return MonitorFrame(index, 1280 * index, 0, 1280, 800, render_page(("An exam question", "An answer")))
 
 
-def check_with(tmp_path: Path, frames: list[MonitorFrame], processes=(), interfaces=None, bundle=None):
+def check_with(
+    tmp_path: Path, frames: list[MonitorFrame], processes=(), interfaces=None, bundle=None, paths=None
+):
     return run_check(
         grab_factory=lambda: lambda: frames,
         out_dir=tmp_path / "out",
@@ -42,6 +44,7 @@ def check_with(tmp_path: Path, frames: list[MonitorFrame], processes=(), interfa
         bundle=bundle,
         list_processes=lambda: list(processes),
         list_interfaces=lambda: interfaces or {"lo": True, "eth0": True},
+        list_paths=lambda up, skip: dict(paths or {}),
     )
 
 
@@ -90,6 +93,18 @@ def test_a_blank_screen_a_second_monitor_and_a_remote_access_tool_are_told(tmp_p
     assert "VPN running: wg0" in text
     assert text.endswith("NOT READY: fix the problems marked [FAIL] and run the check again.")
     assert len(report.pictures) == 2 and all(path.exists() for path in report.pictures)
+
+
+def test_a_tethered_phone_is_a_warning_with_what_to_do(tmp_path):
+    report = check_with(tmp_path, [page_frame()], paths={"tethering": 1})
+    text = "\n".join(report.lines())
+    assert report.ready
+    assert (
+        "[WARN] phone tethering (USB or Bluetooth): "
+        "another way onto the internet next to the hall network (1)." in text
+    )
+    assert "unplug the phone or the cable" in text
+    assert "No second way onto the internet" in "\n".join(check_with(tmp_path, [page_frame()]).lines())
 
 
 def test_a_ready_laptop_with_the_halls_bundle(tmp_path):

@@ -25,6 +25,13 @@ END = NOW + timedelta(minutes=30)
         ("monitors", {"count": 2}, ["second_monitor"]),
         ("network_interface", {"category": "vpn", "names": ["wg0"]}, ["vpn_interface"]),
         ("network_interface", {"category": "ethernet"}, []),
+        (
+            "network_interface",
+            {"category": "tethering", "count": 1, "state": "present"},
+            ["second_network_path"],
+        ),
+        ("network_interface", {"category": "mobile", "count": 1}, ["second_network_path"]),
+        ("network_interface", {"category": "second_path", "count": 0, "state": "ended"}, []),
         ("process_category", {"category": "remote_access", "names": ["anydesk"]}, ["remote_tool"]),
         ("process_category", {"category": "virtual_machine"}, ["remote_tool"]),
         ("process_category", {"category": "messaging"}, []),
