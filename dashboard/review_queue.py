@@ -69,6 +69,7 @@ def review_queue_json(exam_id: int) -> ResponseReturnValue:
         cleared=built.cleared,
         open=len(built.open),
         mine=sum(1 for m in built.open if m.reviewer == me),
+        reviewers=built.by_reviewer(),
         moments=[m.to_json() for m in moments],
     )
 
@@ -118,3 +119,12 @@ def review_queue_claim(exam_id: int) -> ResponseReturnValue:
     reviewable(exam_id)
     taken = queue.claim_next(get_db(), exam_id, logged_in_user().id, CLAIM_BATCH, utc_now())
     return jsonify(ok=True, students=taken)
+
+
+@bp.post("/review/exams/<int:exam_id>/queue/release")
+@login_required
+def review_queue_release(exam_id: int) -> ResponseReturnValue:
+    """Give back the students this reviewer holds, so another can take them (their cleared moments stay)."""
+    reviewable(exam_id)
+    me = logged_in_user().id
+    return jsonify(ok=True, released=queue.release(get_db(), exam_id, me, utc_now(), by=me))

@@ -25,10 +25,7 @@ _ASSIGNED = (
 
 
 #: A reviewer's or exam-board member's assignment opens an exam's reviewer pages (never the live hall).
-_ASSIGNED_FOR_REVIEW = (
-    "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
-    "AND a.role IN ('reviewer', 'exam_board')"
-)
+_ASSIGNED_FOR_REVIEW = users.ASSIGNED_FOR_REVIEW
 
 
 @dataclass(frozen=True)
@@ -157,8 +154,4 @@ def reviewable_exams(db: sqlite_utils.Database, user_id: int) -> list[dict[str, 
 def review_roles(db: sqlite_utils.Database, user_id: int, exam_id: int) -> frozenset[str]:
     """The review roles (reviewer, exam_board) this user is assigned for this exam, directly or by its hall;
     empty when the user may not review it. Called before every reviewer page, JSON view and download."""
-    rows = db.execute(
-        "SELECT DISTINCT a.role FROM exam e " + _ASSIGNED_FOR_REVIEW + " WHERE e.id = ? AND a.user_id = ?",  # noqa: S608 (constant)
-        [exam_id, user_id],
-    ).fetchall()
-    return frozenset(row[0] for row in rows)
+    return users.review_roles(db, user_id, exam_id)

@@ -7,13 +7,7 @@ const base = root.dataset.base;
 const api = jsonApi(base);
 const $ = (id) => document.getElementById(id);
 const hms = (iso) => iso.slice(11, 19);
-const LABELS = {
-  assistant_named: "assistant named", off_exam_focus: "off-exam focus", other_page: "other page in exam browser",
-  bypass_site: "site around the proxy", blocked_site: "blocked site", new_site: "new site",
-  second_network_path: "second network path", remote_tool: "remote/VM tool", vpn: "VPN",
-  second_monitor: "second monitor", screen_text: "watch word on screen", capture_gap: "no data (gap)",
-  left_early: "left early",
-};
+const LABELS = JSON.parse(root.dataset.labels);  // dashboard/review_queue.py KIND_LABELS
 let moments = [];
 let index = -1;
 
@@ -49,6 +43,9 @@ async function refresh(keepKey) {
   catch (error) { say(`Could not load the queue: ${error.message}`, true); return; }
   moments = data.moments;
   $("progress").textContent = data.progress;
+  const held = Object.entries(data.reviewers).map(([name, r]) =>
+    `${name === root.dataset.me ? "you" : name || "nobody yet"}: ${r.students} students, ${r.open} open`);
+  $("reviewers").textContent = held.length ? "By reviewer — " + held.join(" · ") : "";
   const body = $("moments");
   body.replaceChildren(...moments.map(row));
   $("empty").hidden = moments.length > 0;
@@ -124,6 +121,14 @@ $("claim").addEventListener("click", async () => {
     say(answer.students.length ? `You took ${answer.students.length} students: ${answer.students.join(", ")}` : "No unassigned student has open moments.");
   } catch (error) { say(error.message, true); return; }
   $("mine").checked = true;
+  refresh();
+});
+$("release").addEventListener("click", async () => {
+  try {
+    const answer = await api(`/review/exams/${examId}/queue/release`, { method: "POST", body: "{}" });
+    say(answer.released ? `You gave back ${answer.released} students: another reviewer can take them.` : "You hold no students.");
+  } catch (error) { say(error.message, true); return; }
+  $("mine").checked = false;
   refresh();
 });
 refresh();

@@ -76,6 +76,20 @@ class Queue:
     def for_reviewer(self, username: str) -> list[QueueMoment]:
         return [m for m in self.moments if m.reviewer == username]
 
+    def by_reviewer(self) -> dict[str, dict[str, int]]:
+        """Reviewer -> students assigned and moments still open (students nobody took under ``""``); the
+        students counted are those with moments, a student without any has nothing to review."""
+        found: dict[str, dict[str, set[str] | int]] = {}
+        for item in self.moments:
+            row = found.setdefault(item.reviewer or "", {"students": set(), "open": 0})
+            row["students"].add(item.student_number)  # type: ignore[union-attr]
+            if item.state == "open":
+                row["open"] += 1  # type: ignore[operator]
+        return {
+            name: {"students": len(row["students"]), "open": int(row["open"])}  # type: ignore[arg-type]
+            for name, row in sorted(found.items())
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "exam_id": self.exam_id,
@@ -84,6 +98,7 @@ class Queue:
             "cleared": self.cleared,
             "open": len(self.open),
             "screens": self.screens,
+            "reviewers": self.by_reviewer(),
             "moments": [m.to_json() for m in self.moments],
         }
 
@@ -251,37 +266,131 @@ def unmark(
         audit.insert(db, user_id, "queue_reopened", exam_id, session_id, {"moment": key}, now)
 
 
+def _actor(by: int | None) -> dict[str, str]:
+    return {} if by is not None else audit.cli_actor()
+
+
+def _roster_ids(db: sqlite_utils.Database, exam_id: int, student_numbers: list[str]) -> list[int]:
+    ids = []
+    for number in student_numbers:
+        row = db.execute(
+            "SELECT id FROM roster WHERE exam_id = ? AND student_number = ?", [exam_id, number]
+        ).fetchone()
+        if row is None:
+            raise QueueRefused(f"no student {number!r} in exam {exam_id}")
+        ids.append(row[0])
+    return ids
+
+
 def assign(
-    db: sqlite_utils.Database, exam_id: int, student_numbers: list[str], user_id: int, now: datetime
-) -> int:
-    """Assign these students of the exam to a reviewer (replacing an earlier assignment); returns how many."""
+    db: sqlite_utils.Database,
+    exam_id: int,
+    student_numbers: list[str],
+    user_id: int,
+    now: datetime,
+    *,
+    by: int | None,
+    only_unassigned: bool = False,
+) -> list[str]:
+    """Assign these students of the exam to reviewer ``user_id``, in one transaction; returns the students
+    assigned. ``only_unassigned`` leaves a student someone else holds alone (two reviewers taking "the
+    next" at once never both get one), otherwise an earlier assignment is replaced. Audited as ``by``: the
+    reviewer taking students, the organiser sharing them out, None for a command on the appliance."""
+    taken: list[str] = []
     with write_transaction(db):
-        ids = []
-        for number in student_numbers:
-            row = db.execute(
-                "SELECT id FROM roster WHERE exam_id = ? AND student_number = ?", [exam_id, number]
-            ).fetchone()
-            if row is None:
-                raise QueueRefused(f"no student {number!r} in exam {exam_id}")
-            ids.append(row[0])
-        for roster_id in ids:
-            db.execute(
-                "INSERT OR REPLACE INTO queue_claim (roster_id, exam_id, user_id, at) VALUES (?,?,?,?)",
+        ids = _roster_ids(db, exam_id, student_numbers)
+        verb = "INSERT OR IGNORE" if only_unassigned else "INSERT OR REPLACE"
+        for number, roster_id in zip(student_numbers, ids, strict=True):
+            done = db.execute(
+                f"{verb} INTO queue_claim (roster_id, exam_id, user_id, at) VALUES (?,?,?,?)",  # noqa: S608
                 [roster_id, exam_id, user_id, to_wire(now)],
             )
-        audit.insert(db, user_id, "queue_assigned", exam_id, None, {"students": student_numbers}, now)
-    return len(ids)
+            if done.rowcount:
+                taken.append(number)
+        if taken:
+            detail = {"students": taken, "reviewer": user_id, **_actor(by)}
+            audit.insert(db, by, "queue_assigned", exam_id, None, detail, now)
+    return taken
+
+
+def release(
+    db: sqlite_utils.Database,
+    exam_id: int,
+    user_id: int,
+    now: datetime,
+    *,
+    by: int | None,
+    student_numbers: list[str] | None = None,
+) -> int:
+    """Give back a reviewer's students (all, or these), so others can take them; returns how many. Their
+    "nothing here" marks stay: what was cleared stays cleared. Audited."""
+    if student_numbers == []:
+        return 0
+    with write_transaction(db):
+        query = "DELETE FROM queue_claim WHERE exam_id = ? AND user_id = ?"
+        params: list[Any] = [exam_id, user_id]
+        if student_numbers is not None:
+            ids = _roster_ids(db, exam_id, student_numbers)
+            query += f" AND roster_id IN ({','.join('?' * len(ids))})"
+            params += ids
+        gone = db.execute(query, params).rowcount
+        if gone:
+            detail = {"reviewer": user_id, "students": gone, **_actor(by)}
+            audit.insert(db, by, "queue_released", exam_id, None, detail, now)
+    return int(gone)
+
+
+def plan_split(
+    open_moments: dict[str, int], reviewers: list[str], load: dict[str, int] | None = None
+) -> dict[str, list[str]]:
+    """Share students among reviewers so the open moments each one holds come out as even as they can
+    (pure): the student with the most open moments first, each to the reviewer holding the fewest (``load``:
+    what each already holds), ties by the reviewer's place in the list and the student number."""
+    if not reviewers:
+        raise QueueRefused("name at least one reviewer to split the exam among")
+    held = {name: (load or {}).get(name, 0) for name in reviewers}
+    shares: dict[str, list[str]] = {name: [] for name in reviewers}
+    for number in sorted(open_moments, key=lambda n: (-open_moments[n], n)):
+        name = min(reviewers, key=lambda r: (held[r], len(shares[r]), reviewers.index(r)))
+        shares[name].append(number)
+        held[name] += open_moments[number]
+    return shares
+
+
+def split(
+    db: sqlite_utils.Database,
+    exam_id: int,
+    reviewer_ids: dict[str, int],
+    by: int | None,
+    now: datetime,
+    *,
+    reassign: bool = False,
+) -> dict[str, list[str]]:
+    """Split the students with open moments among these reviewers (username -> user id): those nobody holds,
+    or every one when ``reassign``. What a reviewer already holds counts towards their share."""
+    built = build(db, exam_id)
+    open_moments: dict[str, int] = {}
+    load: dict[str, int] = {}
+    for item in built.open:
+        if item.reviewer is None or reassign:
+            open_moments[item.student_number] = open_moments.get(item.student_number, 0) + 1
+        elif item.reviewer in reviewer_ids:
+            load[item.reviewer] = load.get(item.reviewer, 0) + 1
+    shares = plan_split(open_moments, list(reviewer_ids), None if reassign else load)
+    for name, numbers in shares.items():
+        if numbers:
+            assign(db, exam_id, numbers, reviewer_ids[name], now, by=by)
+    return shares
 
 
 def claim_next(db: sqlite_utils.Database, exam_id: int, user_id: int, count: int, now: datetime) -> list[str]:
-    """Take the next ``count`` unassigned students that have open moments (in queue order)."""
+    """Take the next ``count`` unassigned students that have open moments (in queue order); a student
+    another reviewer took meanwhile is left out (the assignment is atomic)."""
     queue = build(db, exam_id)
-    taken: list[str] = []
+    wanted: list[str] = []
     for item in queue.open:
-        if item.reviewer is None and item.student_number not in taken:
-            taken.append(item.student_number)
-        if len(taken) == count:
+        if item.reviewer is None and item.student_number not in wanted:
+            wanted.append(item.student_number)
+        if len(wanted) == count:
             break
-    if taken:
-        assign(db, exam_id, taken, user_id, now)
-    return taken
+    return assign(db, exam_id, wanted, user_id, now, by=user_id, only_unassigned=True) if wanted else []

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import click
+import sqlite_utils
 
 from hall_server.review import expected, queue, screentext
 from hall_server.store import audit, db, private_files, users
 from hall_server.store.screens import Screens
+from invigil.timeutil import utc_now
 
 
 @click.command("review-queue")
@@ -32,14 +34,45 @@ from hall_server.store.screens import Screens
 @click.option(
     "--by", "by_username", envvar="INVIGIL_STAFF_USER", default=None, help="Your staff username (audit)."
 )
+@click.option(
+    "--split",
+    "split_among",
+    default=None,
+    metavar="USER,USER,...",
+    help="Share the students with open moments nobody holds among these reviewers, evenly by open moments.",
+)
+@click.option("--reassign", is_flag=True, help="With --split: share out every student, held or not.")
+@click.option(
+    "--assign",
+    "assignments",
+    multiple=True,
+    metavar="USER=NUMBER,NUMBER",
+    help="Give these students to one reviewer (repeatable).",
+)
+@click.option(
+    "--release", "release_user", default=None, metavar="USER", help="Give back a reviewer's students."
+)
 def review_queue_command(
-    data_dir: Path, exam_id: int, as_json: bool, open_only: bool, by_username: str | None
+    data_dir: Path,
+    exam_id: int,
+    as_json: bool,
+    open_only: bool,
+    by_username: str | None,
+    split_among: str | None,
+    reassign: bool,
+    assignments: tuple[str, ...],
+    release_user: str | None,
 ) -> None:
     """Print EXAM's review queue: the moments worth a look across all students, ordered by kind and time,
     each with student number, start, end, kinds and the capture ids that show it. Signals, never verdicts.
+    --split, --assign and --release share the students among reviewers first (audited); each reviewer sees
+    theirs under "only my students" in the dashboard.
 
-    Example: invigil-server review-queue 3 --data-dir /var/lib/invigil --json --by rita
+    Examples: invigil-server review-queue 3 --data-dir /var/lib/invigil --json --by rita
+              invigil-server review-queue 3 --data-dir /var/lib/invigil --split rita,bob --by olga
     """
+    if reassign and split_among is None:
+        raise click.UsageError("--reassign goes with --split")
     if not db.db_path(data_dir).exists():
         raise click.ClickException(f"no Invigil store in {data_dir}")
     db.migrate(data_dir)
@@ -51,6 +84,10 @@ def review_queue_command(
                 user_id = users.user_id(store, by_username)
             except users.UserError as exc:
                 raise click.ClickException(str(exc)) from None
+        try:
+            _share_out(store, exam_id, user_id, split_among, reassign, assignments, release_user)
+        except (queue.QueueRefused, LookupError) as exc:
+            raise click.ClickException(str(exc)) from None
         started = time.perf_counter()
         try:
             result = queue.build(store, exam_id)
@@ -73,12 +110,56 @@ def review_queue_command(
         click.echo(json.dumps(document, indent=1))
         return
     click.echo(result.progress())
+    for name, row in result.by_reviewer().items():
+        click.echo(f"  {name or '(nobody yet)'}: {row['students']} students, {row['open']} moments open")
     for item in moments:
         m = item.moment
         click.echo(
             f"{item.student_number:<12} {m.start:%H:%M:%S}-{m.end:%H:%M:%S} {','.join(m.kinds):<32} "
             f"{item.state:<12} {' '.join(m.capture_ids)}"
         )
+
+
+def _reviewer(store: sqlite_utils.Database, exam_id: int, username: str) -> int:
+    """The user id of a reviewer of this exam; refuses a name that is not one, saying how to make it one."""
+    try:
+        uid = users.user_id(store, username)
+    except users.UserError as exc:
+        raise queue.QueueRefused(str(exc)) from None
+    if not users.review_roles(store, uid, exam_id):
+        raise queue.QueueRefused(
+            f"{username} does not review exam {exam_id}: assign them first "
+            f"(invigil-provision user assign {username} --role reviewer --exam {exam_id})"
+        )
+    return uid
+
+
+def _share_out(
+    store: sqlite_utils.Database,
+    exam_id: int,
+    by: int | None,
+    split_among: str | None,
+    reassign: bool,
+    assignments: tuple[str, ...],
+    release_user: str | None,
+) -> None:
+    now = utc_now()
+    if release_user is not None:
+        gone = queue.release(store, exam_id, _reviewer(store, exam_id, release_user), now, by=by)
+        click.echo(f"{release_user} gave back {gone} students", err=True)
+    for item in assignments:
+        name, _, numbers = item.partition("=")
+        wanted = [n.strip() for n in numbers.split(",") if n.strip()]
+        if not name.strip() or not wanted:
+            raise queue.QueueRefused(f"--assign {item!r}: write USER=NUMBER,NUMBER (e.g. rita=s0001,s0002)")
+        taken = queue.assign(store, exam_id, wanted, _reviewer(store, exam_id, name.strip()), now, by=by)
+        click.echo(f"{name.strip()} holds {', '.join(taken)}", err=True)
+    if split_among is not None:
+        names = list(dict.fromkeys(n.strip() for n in split_among.split(",") if n.strip()))
+        reviewers = {name: _reviewer(store, exam_id, name) for name in names}
+        shares = queue.split(store, exam_id, reviewers, by, now, reassign=reassign)
+        for name, share in shares.items():
+            click.echo(f"{name} takes {len(share)} students", err=True)
 
 
 #: One pass at a time per store: a timer's pass that outlasts its interval is not doubled.

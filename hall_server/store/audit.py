@@ -38,6 +38,7 @@ ACTIONS = (
     "queue_nothing_here",
     "queue_reopened",
     "queue_assigned",
+    "queue_released",
 )
 
 

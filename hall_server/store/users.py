@@ -175,6 +175,22 @@ def assign(
     return True
 
 
+#: A reviewer's or exam-board member's assignment to an exam, or to its hall (a join on ``exam e``).
+ASSIGNED_FOR_REVIEW = (
+    "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
+    "AND a.role IN ('reviewer', 'exam_board')"
+)
+
+
+def review_roles(db: sqlite_utils.Database, user_id: int, exam_id: int) -> frozenset[str]:
+    """The review roles (reviewer, exam_board) ``user_id`` holds for this exam, directly or by its hall."""
+    rows = db.execute(
+        "SELECT DISTINCT a.role FROM exam e " + ASSIGNED_FOR_REVIEW + " WHERE e.id = ? AND a.user_id = ?",  # noqa: S608 (constant)
+        [exam_id, user_id],
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
+
+
 def assignments_for(db: sqlite_utils.Database, username: str) -> list[Assignment]:
     """What ``username`` is assigned to; the dashboard shows a user only these halls and exams."""
     uid = user_id(db, username)

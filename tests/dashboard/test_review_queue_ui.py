@@ -1,8 +1,8 @@
 """The review queue page in Debian's Chromium against the real server (gunicorn) and the seeded review exam:
 the exam's expected state shown, moments across students ordered by kind, keyboard next/previous, "nothing
 here" moving the progress, the selected moment's screens loaded, every opened moment audited, the timeline
-opened at the moment (and with the finding form on its span), taking the next students, and 404 for a
-reviewer of another exam. Screenshot at 1366×768."""
+opened at the moment (and with the finding form on its span), taking the next students and giving them
+back, who holds whom, and 404 for a reviewer of another exam. Screenshot at 1366×768."""
 
 from __future__ import annotations
 
@@ -147,6 +147,20 @@ def test_taking_the_next_students_and_access(browser, queue_server):
     expect(other.locator("#notice")).to_contain_text("No unassigned student has open moments.")
     other.keyboard.press("m")  # everyone's: each row says whose student it is
     expect(other.locator("tr.moment").first).to_contain_text(reviewer)
+    expect(page.locator("#reviewers")).to_contain_text("you: ")  # who holds whom, with what is open
+    expect(other.locator("#reviewers")).to_contain_text(f"{reviewer}: ")
+    page.click("#release")  # given back: the students are there for the next reviewer to take
+    expect(page.locator("#notice")).to_contain_text("You gave back")
+    expect(page.locator("#reviewers")).to_contain_text("nobody yet: ")
+    expect(page.locator("#reviewers")).not_to_contain_text("you: ")
+    other.click("#claim")
+    expect(other.locator("#notice")).to_contain_text("You took")
+    other.click("#release")
+    expect(other.locator("#notice")).to_contain_text("You gave back")
+    with sqlite3.connect(setup.data_dir / "invigil.db") as con:
+        held = con.execute("SELECT count(*) FROM queue_claim").fetchone()[0]
+        released = con.execute("SELECT count(*) FROM audit_log WHERE action = 'queue_released'").fetchone()[0]
+    assert held == 0 and released == 2
     for p in (page, other):
         p.context.close()
 

@@ -158,3 +158,125 @@ def test_unknown_exam_is_a_clear_error(exam):
         text=True,
     )
     assert done.returncode == 1 and "no exam 99" in done.stderr
+
+
+def _queue_cli(exam, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "invigil-server"),
+            "review-queue",
+            str(exam.exam_id),
+            "--data-dir",
+            str(exam.data_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+def _expect_the_platform(exam) -> None:
+    done = _provision(
+        exam, "exam", "update", str(exam.exam_id), "--platform-app", "firefox", "--allow-app", "libreoffice*"
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_organiser_splits_the_students_among_reviewers(exam, client):
+    _expect_the_platform(exam)
+    for index, number in enumerate(exam.students):
+        _seed(
+            client,
+            exam,
+            number,
+            f"10.0.0.{11 + index}",
+            notes_at=60 if index != 2 else None,
+            blocked=index < 2,
+        )
+    store = db.connect(exam.data_dir)
+    rita, bob = add_staff(store, "rita", "reviewer"), add_staff(store, "bob", "reviewer")
+    add_staff(store, "olga", "organiser")
+    for name in ("rita", "bob"):
+        store.execute(
+            "INSERT INTO assignment (user_id, role, exam_id) VALUES (?, 'reviewer', ?)",
+            [rita if name == "rita" else bob, exam.exam_id],
+        )
+    store.conn.commit()
+    store.close()
+    open_by_student = {}
+    for m in _queue_json(exam)["moments"]:
+        open_by_student[m["student_number"]] = open_by_student.get(m["student_number"], 0) + 1
+    assert len(open_by_student) == 4  # s0003 was on the exam all along
+
+    # A name that does not review this exam is refused with what to do, and nothing is assigned.
+    refused = _queue_cli(exam, "--split", "rita,olga", "--by", "olga")
+    assert refused.returncode == 1
+    assert (
+        "olga does not review exam" in refused.stderr and "user assign olga --role reviewer" in refused.stderr
+    )
+    assert all(m["reviewer"] is None for m in _queue_json(exam)["moments"])
+
+    done = _queue_cli(exam, "--split", "rita,bob", "--by", "olga")
+    assert done.returncode == 0, done.stderr
+    assert "rita takes 2 students" in done.stderr and "bob takes 2 students" in done.stderr
+    assert "  rita: 2 students" in done.stdout and "  bob: 2 students" in done.stdout
+    document = _queue_json(exam)
+    held = {m["student_number"]: m["reviewer"] for m in document["moments"]}
+    load = {name: sum(open_by_student[n] for n, r in held.items() if r == name) for name in ("rita", "bob")}
+    assert set(held.values()) == {"rita", "bob"} and abs(load["rita"] - load["bob"]) <= 1, (held, load)
+    assert {r: v["students"] for r, v in document["reviewers"].items()} == {"bob": 2, "rita": 2}
+
+    # Splitting again shares out only what nobody holds (nothing); --reassign shares out everyone again.
+    again = _queue_cli(exam, "--split", "rita,bob")
+    assert "rita takes 0 students" in again.stderr and "bob takes 0 students" in again.stderr
+    assert _queue_cli(exam, "--split", "rita", "--reassign", "--by", "olga").returncode == 0
+    assert {m["reviewer"] for m in _queue_json(exam)["moments"]} == {"rita"}
+
+    given = _queue_cli(exam, "--release", "rita", "--assign", "bob=s0001,s0002", "--by", "olga")
+    assert given.returncode == 0, given.stderr
+    assert "rita gave back 4 students" in given.stderr and "bob holds s0001, s0002" in given.stderr
+    held = {m["student_number"]: m["reviewer"] for m in _queue_json(exam)["moments"]}
+    assert held == {"s0001": "bob", "s0002": "bob", "s0004": None, "s0005": None}
+    bad = _queue_cli(exam, "--assign", "bob")
+    assert bad.returncode == 1 and "write USER=NUMBER,NUMBER" in bad.stderr
+    assert "--reassign goes with --split" in _queue_cli(exam, "--reassign").stderr
+
+    store = db.connect(exam.data_dir)
+    rows = store.execute(
+        "SELECT user_id, action, detail FROM audit_log WHERE action IN ('queue_assigned', 'queue_released') "
+        "ORDER BY id"
+    ).fetchall()
+    store.close()
+    olga = rows[0][0]
+    assert olga not in (rita, bob) and {row[0] for row in rows} == {olga}  # the organiser, not the reviewer
+    assert [row[1] for row in rows][-2:] == ["queue_released", "queue_assigned"]
+    assert json.loads(rows[-1][2])["reviewer"] == bob
+
+
+def test_two_reviewers_taking_the_next_at_once_never_share_a_student(exam, client):
+    _expect_the_platform(exam)
+    for index, number in enumerate(exam.students[:3]):
+        _seed(client, exam, number, f"10.0.1.{11 + index}", notes_at=60)
+    store = db.connect(exam.data_dir)
+    rita, bob = add_staff(store, "rita", "reviewer"), add_staff(store, "bob", "reviewer")
+    now = utc_now()
+    # bob's "take next" read the queue before rita's landed: the atomic assignment gives him none of hers.
+    assert queue.assign(store, exam.exam_id, ["s0001", "s0002"], rita, now, by=rita) == ["s0001", "s0002"]
+    taken = queue.assign(
+        store, exam.exam_id, ["s0001", "s0002", "s0003"], bob, now, by=bob, only_unassigned=True
+    )
+    assert taken == ["s0003"]
+    assert queue.claim_next(store, exam.exam_id, bob, 5, now) == []
+    assert queue.release(store, exam.exam_id, rita, now, by=rita, student_numbers=["s0002"]) == 1
+    assert queue.claim_next(store, exam.exam_id, bob, 5, now) == ["s0002"]
+    store.close()
+
+
+def test_the_split_plan_evens_the_open_moments():
+    plan = queue.plan_split({"s1": 5, "s2": 1, "s3": 1, "s4": 3, "s5": 2}, ["rita", "bob"])
+    assert plan == {"rita": ["s1", "s2"], "bob": ["s4", "s5", "s3"]}
+    assert queue.plan_split({"s1": 1, "s2": 1}, ["rita", "bob"], {"rita": 4}) == {
+        "rita": [],
+        "bob": ["s1", "s2"],
+    }
+    assert queue.plan_split({}, ["rita"]) == {"rita": []}

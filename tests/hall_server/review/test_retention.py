@@ -71,7 +71,7 @@ def finished(exam, client):
             now=utc_now(),
         )
         queue.mark_nothing_here(store, exam.exam_id, session_id, "a-moment", reviewer, utc_now())
-    queue.assign(store, exam.exam_id, [s.student_number for s in seeded], reviewer, utc_now())
+    queue.assign(store, exam.exam_id, [s.student_number for s in seeded], reviewer, utc_now(), by=reviewer)
     return store, seeded
 
 
