@@ -1,15 +1,16 @@
 """Staff login, logout, the current user and CSRF protection for the dashboard.
 
 The login is a Flask session cookie (HttpOnly, SameSite=Lax, Secure under TLS; configured by
-``hall_server.app``) holding the user id and a random login id; logging out revokes that login id in this
-process (the one process that serves the dashboard), so a copied cookie stops working too. Every
+``hall_server.app``) holding the user id and the random id of its ``staff_login`` row
+(``hall_server.store.logins``). Logging out ends that row, so a copied cookie stops working too, in every
+process and after a restart; disabling the account or changing its password ends all of its rows. A
+request checks the row at most ``ACCESS_TTL_S`` late. Every
 state-changing request carries a CSRF token (Flask-WTF's signed, session-bound token) as the
 ``csrf_token`` form field or the ``X-CSRFToken`` header.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -22,12 +23,18 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
 from hall_server import staff
-from hall_server.store import audit
+from hall_server.store import access, audit, logins
+from hall_server.store.throttle import Limits, Throttle
 from hall_server.web import get_db
+from invigil.timeutil import utc_now
 
 from .blueprint import bp, wants_json
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+#: How stale a cached answer to "is this login open, may this user watch this exam" may be.
+ACCESS_TTL_S = 5.0
 
 
 class TtlCache:
@@ -55,23 +62,9 @@ class TtlCache:
             self._entries[key] = (now + self.ttl_s, value)
         return value
 
-
-class Revocations:
-    """Login ids logged out before their cookie expired; bounded by the session lifetime."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def revoke(self, login_id: str, lifetime_s: float) -> None:
-        now = time.monotonic()
+    def forget(self, key: Any) -> None:
         with self._lock:
-            self._until = {key: until for key, until in self._until.items() if until > now}
-            self._until[login_id] = now + lifetime_s
-
-    def revoked(self, login_id: str) -> bool:
-        with self._lock:
-            return self._until.get(login_id, 0.0) > time.monotonic()
+            self._entries.pop(key, None)
 
 
 def _dashboard_state() -> dict[str, Any]:
@@ -84,9 +77,10 @@ def current_user() -> staff.StaffUser | None:
         return g.staff_user  # type: ignore[no-any-return]
     user = None
     user_id, login_id = session.get("uid"), session.get("login")
-    revocations = _dashboard_state()["revocations"]
-    if isinstance(user_id, int) and isinstance(login_id, str) and not revocations.revoked(login_id):
-        user = _dashboard_state()["users"].get(user_id, lambda: staff.load_user(get_db(), user_id))
+    if isinstance(user_id, int) and isinstance(login_id, str):
+        user = _dashboard_state()["users"].get(
+            (user_id, login_id), lambda: staff.load_login(get_db(), user_id, login_id)
+        )
     g.staff_user = user
     return user
 
@@ -144,14 +138,14 @@ def login() -> ResponseReturnValue:
         password = request.form.get("password", "")[:1024]
         throttle = _dashboard_state()["throttle"]
         try:
-            user = staff.login(get_db(), throttle, username, password, request.remote_addr or "")
+            user, login_id = staff.login(get_db(), throttle, username, password, request.remote_addr or "")
         except staff.LoginRefused as exc:
             error, status = exc.message, 429 if exc.wait_s else 401
         else:
             session.clear()  # a fresh session (and CSRF token) per login: no fixation
             session.permanent = True
             session["uid"] = user.id
-            session["login"] = secrets.token_urlsafe(16)
+            session["login"] = login_id
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error), status
 
@@ -161,8 +155,8 @@ def logout() -> ResponseReturnValue:
     user = current_user()
     login_id = session.get("login")
     if isinstance(login_id, str):
-        lifetime = current_app.permanent_session_lifetime.total_seconds()
-        _dashboard_state()["revocations"].revoke(login_id, lifetime)
+        logins.end(get_db(), login_id, "logout", utc_now())
+        _dashboard_state()["users"].forget((session.get("uid"), login_id))
     if user is not None:
         audit.record(get_db(), user.id, "logout")
     session.clear()
@@ -171,25 +165,35 @@ def logout() -> ResponseReturnValue:
 
 def init_state(app_extensions: dict[str, Any]) -> None:
     settings = app_extensions["invigil"].settings
+    limits = Limits(
+        settings["login_max_failures"],
+        settings["login_max_failures_per_address"],
+        settings["login_lockout_s"],
+    )
     app_extensions["invigil_dashboard"] = {
-        "throttle": staff.LoginThrottle(settings["login_max_failures"], settings["login_lockout_s"]),
-        "revocations": Revocations(),
+        "throttle": Throttle(limits),
+        "windows": access.Windows.from_settings(settings),
         "audit": audit.AuditBuffer(),
-        "users": TtlCache(5.0),
-        "access": TtlCache(5.0),
+        "users": TtlCache(ACCESS_TTL_S),
+        "access": TtlCache(ACCESS_TTL_S),
     }
+
+
+def access_windows() -> access.Windows:
+    return _dashboard_state()["windows"]  # type: ignore[no-any-return]
 
 
 def may_watch(user_id: int, exam_id: int) -> bool:
     """``staff.may_watch``, remembered for a few seconds (see ``TtlCache``)."""
-    access = _dashboard_state()["access"]
-    return bool(access.get((user_id, exam_id), lambda: staff.may_watch(get_db(), user_id, exam_id)))
+    cache = _dashboard_state()["access"]
+    windows = _dashboard_state()["windows"]
+    return bool(cache.get((user_id, exam_id), lambda: staff.may_watch(get_db(), user_id, exam_id, windows)))
 
 
 def review_roles(user_id: int, exam_id: int) -> frozenset[str]:
     """``staff.review_roles`` (reviewer / exam_board for this exam), remembered like ``may_watch``."""
-    access = _dashboard_state()["access"]
-    roles = access.get(("review", user_id, exam_id), lambda: staff.review_roles(get_db(), user_id, exam_id))
+    cache = _dashboard_state()["access"]
+    roles = cache.get(("review", user_id, exam_id), lambda: staff.review_roles(get_db(), user_id, exam_id))
     return roles  # type: ignore[no-any-return]
 
 

@@ -20,7 +20,8 @@ from .auth import logged_in_user, login_required
 from .blueprint import bp
 from .review import reviewable
 
-LOG_LIMIT = 2000
+#: Audit rows per page, newest first; "older" pages back from the last row shown.
+LOG_PAGE = 500
 
 
 def board_exam(exam_id: int) -> ExamFacts:
@@ -36,8 +37,20 @@ def board_audit(exam_id: int) -> ResponseReturnValue:
     exam = board_exam(exam_id)
     student = request.args.get("student", "").strip()[:64] or None
     action = request.args.get("action", "").strip()[:64] or None
+    before = request.args.get("before", type=int)
     db = get_db()
-    entries = audit.read_log(db, exam_id=exam_id, student_number=student, action=action, limit=LOG_LIMIT)
+    entries = audit.read_log(
+        db,
+        exam_id=exam_id,
+        student_number=student,
+        action=action,
+        limit=LOG_PAGE + 1,
+        newest_first=True,
+        before_id=before if before and before > 0 else None,
+    )
+    older = entries[LOG_PAGE - 1].id if len(entries) > LOG_PAGE else None
+    entries = entries[:LOG_PAGE]
+    total = db.execute("SELECT count(*) FROM audit_log WHERE exam_id = ?", [exam_id]).fetchone()[0]
     actions = [
         row[0]
         for row in db.execute(
@@ -53,8 +66,10 @@ def board_audit(exam_id: int) -> ResponseReturnValue:
     return render_template(
         "audit.html",
         exam=exam,
-        entries=list(reversed(entries)),  # newest first
-        limit=LOG_LIMIT,
+        entries=entries,  # newest first
+        older=older,
+        paged=before is not None,
+        total=total,
         student=student or "",
         action=action or "",
         actions=actions,

@@ -218,11 +218,16 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
     query = request.args.get("q", "").strip()[:200]
     hits = overview.search(get_db(), exam_id, query) if query else []
     text_hits = screentext.search(get_db(), exam_id, query) if query else []
+    students = overview.exam_overview(get_db(), exam_id)
+    detail: dict[str, Any] = {"students": len(students)}
+    if query:
+        detail |= _search_detail(hits, text_hits)
+    audit.record(get_db(), logged_in_user().id, "review_overview", exam_id, None, detail)
     return render_template(
         "review_exam.html",
         exam=exam,
         roles=roles,
-        students=overview.exam_overview(get_db(), exam_id),
+        students=students,
         observation_labels=OBSERVATION_LABELS,
         status_text=STATUS_TEXT,
         query=query,
@@ -237,10 +242,19 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
 def review_search(exam_id: int) -> ResponseReturnValue:
     reviewable(exam_id)
     query = request.args.get("q", "").strip()[:200]
-    return jsonify(
-        hits=[hit.__dict__ for hit in overview.search(get_db(), exam_id, query)],
-        screen_text=[hit.__dict__ for hit in screentext.search(get_db(), exam_id, query)],
+    hits = overview.search(get_db(), exam_id, query)
+    text_hits = screentext.search(get_db(), exam_id, query)
+    audit.record(
+        get_db(), logged_in_user().id, "review_search", exam_id, None, _search_detail(hits, text_hits)
     )
+    return jsonify(hits=[hit.__dict__ for hit in hits], screen_text=[hit.__dict__ for hit in text_hits])
+
+
+def _search_detail(hits: list[Any], text_hits: list[Any]) -> dict[str, Any]:
+    """What a search's audit row says: how many hits and which students they named. Never the words
+    searched for: they may be a name, and the audit log is not sealed."""
+    named = {str(getattr(hit, "student_number", "")) for hit in [*hits, *text_hits]} - {""}
+    return {"search": True, "hits": len(hits) + len(text_hits), "students": sorted(named)}
 
 
 @bp.get("/review/exams/<int:exam_id>/students/<student_number>")

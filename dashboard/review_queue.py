@@ -61,6 +61,7 @@ def review_queue_json(exam_id: int) -> ResponseReturnValue:
     reviewable(exam_id)
     built = queue.build(get_db(), exam_id)
     me = logged_in_user().username
+    audit.record(get_db(), logged_in_user().id, "queue_view", exam_id, None, {"moments": len(built.moments)})
     mine = request.args.get("mine") == "1"
     moments = built.for_reviewer(me) if mine else built.moments
     return jsonify(

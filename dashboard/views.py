@@ -35,7 +35,7 @@ from hall_server.web import get_db, state
 from invigil.protocol import ID_RE
 from invigil.timeutil import utc_now
 
-from .auth import logged_in_user, login_required, may_see_captures, may_watch
+from .auth import access_windows, logged_in_user, login_required, may_see_captures, may_watch
 from .blueprint import bp
 from .labels import OBSERVATION_LABELS
 
@@ -61,7 +61,7 @@ def _discovery() -> tuple[dict[str, bool], dict[str, Any] | None]:
 @bp.get("/")
 @login_required
 def index() -> ResponseReturnValue:
-    exams = staff.watchable_exams(get_db(), logged_in_user().id)
+    exams = staff.watchable_exams(get_db(), logged_in_user().id, access_windows())
     reviewable = staff.reviewable_exams(get_db(), logged_in_user().id)
     if len(exams) == 1 and not reviewable:
         return redirect(url_for("dashboard.hall", exam_id=exams[0]["id"]))
@@ -86,6 +86,8 @@ def hall_json(exam_id: int) -> ResponseReturnValue:
     thresholds = seatstate.Thresholds.from_settings(state().settings)
     seats = hallview.seats(get_db(), exam, now, thresholds, discovered)
     max_extra = max((seat.get("extra") or 0 for seat in seats), default=0)
+    # One row per view of the hall (the page loads it once, and again after an action).
+    audit.record(get_db(), logged_in_user().id, "view_hall", exam_id, None, {"seats": len(seats)})
     return jsonify(
         exam=exam.to_json(now, max_extra),
         seats=seats,
@@ -210,6 +212,7 @@ def thumbnails(exam_id: int) -> ResponseReturnValue:
     found = hallview.thumbnail_blobs(db, exam_id, wanted)
     exam_screens = hall_state.screens.exam(db, exam_id) if found else None
     index, parts = [], []
+    sessions: set[int] = set()
     for session_id, capture_id, sha in found:
         assert exam_screens is not None
         body = exam_screens.find(sha)
@@ -217,7 +220,10 @@ def thumbnails(exam_id: int) -> ResponseReturnValue:
             continue
         index.append([f"{session_id}.{capture_id}", media_type(body), len(body)])
         parts.append(body)
-        if batch.add(user.id, "view_thumbnail", exam_id, session_id, {"capture": capture_id}):
+        sessions.add(session_id)
+    if index:  # one audit row for the screens this answer showed, not one per thumbnail
+        detail = {"captures": [entry[0] for entry in index], "students": hallview.students_of(db, sessions)}
+        if batch.add(user.id, "view_thumbnails", exam_id, None, detail):
             batch.flush(db)
     current_app.extensions["invigil_live"].ensure_running()  # its tick writes the audit batch
     head = json.dumps(index).encode()

@@ -145,10 +145,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "login_max_failures",
         5,
-        "Failed logins per username and address before the login waits; each further failure doubles "
-        "the wait.",
+        "Failed logins of one account (from anywhere) before its next login waits; each further failure "
+        "doubles the wait. Counted in the store: a restart forgets nothing.",
+    ),
+    Setting(
+        "login_max_failures_per_address",
+        50,
+        "Failed logins from one client address, whatever the usernames, before logins from it wait (slows "
+        "spraying passwords across accounts).",
     ),
     Setting("login_lockout_s", 30, "The first wait after login_max_failures failures, in seconds."),
+    Setting(
+        "invigilator_access_after_h",
+        12,
+        "How long after an exam's end its invigilators and organisers may still open its live hall view "
+        "(it opens enrol_early_s before the start).",
+    ),
+    Setting(
+        "socket_recheck_s",
+        2.0,
+        "How often the dashboard checks each open live-view connection's login and assignment; an ended "
+        "login or a removed assignment closes it.",
+    ),
     Setting(
         "thumbnail_cache_s",
         3600,

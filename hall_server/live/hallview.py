@@ -282,3 +282,19 @@ def thumbnail_blobs(
         if row is not None:
             found.append((session_id, capture_id, row[0]))
     return found
+
+
+def students_of(db: sqlite_utils.Database, session_ids: set[int]) -> list[str]:
+    """The student numbers of these sessions, sorted (what an audit row of a view names)."""
+    if not session_ids:
+        return []
+    marks = ",".join("?" * len(session_ids))
+    query = (
+        "SELECT DISTINCT r.student_number FROM agent_session s JOIN roster r ON r.id = s.roster_id "  # noqa: S608
+        f"WHERE s.id IN ({marks}) ORDER BY r.student_number"
+    )
+    rows = db.execute(
+        query,
+        sorted(session_ids),
+    ).fetchall()
+    return [row[0] for row in rows]

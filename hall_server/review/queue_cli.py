@@ -15,7 +15,7 @@ import click
 import sqlite_utils
 
 from hall_server.review import expected, queue, screentext
-from hall_server.store import audit, db, private_files, users
+from hall_server.store import access, audit, db, private_files, users
 from hall_server.store.screens import Screens
 from invigil.timeutil import utc_now
 
@@ -68,8 +68,8 @@ def review_queue_command(
     --split, --assign and --release share the students among reviewers first (audited); each reviewer sees
     theirs under "only my students" in the dashboard.
 
-    Examples: invigil-server review-queue 3 --data-dir /var/lib/invigil --json --by rita
-              invigil-server review-queue 3 --data-dir /var/lib/invigil --split rita,bob --by olga
+    Example: invigil-server review-queue 3 --data-dir /var/lib/invigil --json --by rita
+             invigil-server review-queue 3 --data-dir /var/lib/invigil --split rita,bob --by olga
     """
     if reassign and split_among is None:
         raise click.UsageError("--reassign goes with --split")
@@ -126,7 +126,7 @@ def _reviewer(store: sqlite_utils.Database, exam_id: int, username: str) -> int:
         uid = users.user_id(store, username)
     except users.UserError as exc:
         raise queue.QueueRefused(str(exc)) from None
-    if not users.review_roles(store, uid, exam_id):
+    if not access.review_roles(store, uid, exam_id, utc_now()):
         raise queue.QueueRefused(
             f"{username} does not review exam {exam_id}: assign them first "
             f"(invigil-provision user assign {username} --role reviewer --exam {exam_id})"

@@ -39,6 +39,13 @@ ACTIONS = (
     "queue_reopened",
     "queue_assigned",
     "queue_released",
+    "password_changed",
+    "user_disabled",
+    "user_enabled",
+    "user_removed",
+    "assignment_removed",
+    "review_overview",
+    "review_search",
 )
 
 
@@ -84,17 +91,20 @@ record = _in_own_transaction(insert)
 
 @dataclass
 class AuditBuffer:
-    """Thumbnail views, one audit row each, written in batches (one transaction per tick of the live bus).
+    """Thumbnail views (one audit row per answer of the thumbnail batch, one per single thumbnail), written in
+    batches (one transaction per tick of the live bus).
 
     A dashboard fetches a thumbnail for every screen change of every seat: a commit (and fsync) per fetch
     would compete with the agents' uploads. Rows reach the log within about a second.
     """
 
     max_rows: int = 5000
-    _rows: list[tuple[datetime, int, str, int, int, dict[str, Any]]] = field(default_factory=list)
+    _rows: list[tuple[datetime, int, str, int, int | None, dict[str, Any]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, user_id: int, action: str, exam_id: int, session_id: int, detail: dict[str, Any]) -> bool:
+    def add(
+        self, user_id: int, action: str, exam_id: int, session_id: int | None, detail: dict[str, Any]
+    ) -> bool:
         """Collect one row; True when the buffer is full and the caller should flush now."""
         with self._lock:
             self._rows.append((utc_now(), user_id, action, exam_id, session_id, detail))
@@ -141,9 +151,12 @@ def read_log(
     action: str | None = None,
     since: str | None = None,
     limit: int = 10_000,
+    newest_first: bool = False,
+    before_id: int | None = None,
 ) -> list[AuditEntry]:
-    """Audit rows, oldest first, filtered by any of the arguments. ``student_number`` matches rows about
-    any session of that student, and rows whose detail names the student (exports, holds)."""
+    """Audit rows, oldest first (or ``newest_first``), filtered by any of the arguments. ``student_number``
+    matches rows about any session of that student, and rows whose detail names the student (exports,
+    holds). ``before_id`` pages back: only rows written before that row (ids grow with every row)."""
     where: list[str] = []
     params: list[Any] = []
     if exam_id is not None:
@@ -153,8 +166,11 @@ def read_log(
         where.append("a.session_id = ?")
         params.append(session_id)
     if student_number is not None:
-        where.append("(r.student_number = ? OR json_extract(a.detail, '$.student_number') = ?)")
-        params += [student_number, student_number]
+        where.append(
+            "(r.student_number = ? OR json_extract(a.detail, '$.student_number') = ? OR EXISTS "
+            "(SELECT 1 FROM json_each(a.detail, '$.students') j WHERE j.value = ?))"
+        )
+        params += [student_number, student_number, student_number]
     if user_id is not None:
         where.append("a.user_id = ?")
         params.append(user_id)
@@ -164,13 +180,16 @@ def read_log(
     if since is not None:
         where.append("a.at >= ?")
         params.append(since)
+    if before_id is not None:
+        where.append("a.id < ?")
+        params.append(before_id)
     sql = (
         "SELECT a.id, a.at, a.user_id, u.username, a.action, a.exam_id, a.session_id, "
         "COALESCE(r.student_number, json_extract(a.detail, '$.student_number')), a.detail "
         "FROM audit_log a LEFT JOIN user u ON u.id = a.user_id "
         "LEFT JOIN agent_session s ON s.id = a.session_id LEFT JOIN roster r ON r.id = s.roster_id"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY a.at, a.id LIMIT ?"
+        + (" ORDER BY a.id DESC LIMIT ?" if newest_first else " ORDER BY a.at, a.id LIMIT ?")
     )
     rows = db.execute(sql, [*params, limit]).fetchall()
     return [

@@ -491,3 +491,35 @@ def m010_review_queue(db: Database) -> None:
         CREATE INDEX screen_text_exam ON screen_text(exam_id, agent_time)
         """,
     )
+
+
+@MIGRATIONS()
+def m011_staff_lifecycle(db: Database) -> None:
+    """Staff access that ends: one row per dashboard login (``staff_login``; the cookie holds its random id,
+    so logging out, disabling the account or changing its password ends it everywhere and for good), the
+    login throttle in the store (``login_throttle``: per account and per address, surviving restarts), a
+    removed account kept for the audit trail (``user.removed_at``), and assignments bounded in time
+    (``assignment.valid_from``/``valid_until``, NULL: unbounded; hall_server/store/access.py)."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE staff_login (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES user(id),
+            created_at TEXT NOT NULL,
+            address TEXT NOT NULL DEFAULT '',
+            ended_at TEXT,
+            ended_why TEXT
+        );
+        CREATE INDEX staff_login_user ON staff_login(user_id, ended_at);
+        CREATE TABLE login_throttle (
+            key TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            locked_until REAL NOT NULL DEFAULT 0,
+            last_at REAL NOT NULL
+        );
+        ALTER TABLE user ADD COLUMN removed_at TEXT;
+        ALTER TABLE assignment ADD COLUMN valid_from TEXT;
+        ALTER TABLE assignment ADD COLUMN valid_until TEXT
+        """,
+    )

@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlite_utils
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from hall_server.store import audit, logins
 from hall_server.store.db import write_transaction
 from hall_server.store.exams import BadText, check_text
 from invigil.timeutil import to_wire, utc_now
@@ -50,6 +52,9 @@ class Assignment:
     role: str
     hall_id: int | None
     exam_id: int | None
+    valid_from: str | None = None
+    valid_until: str | None = None
+    id: int | None = None
 
 
 def check_role(role: str) -> str:
@@ -113,10 +118,44 @@ def create_user(
     return new_id
 
 
-def set_password(db: sqlite_utils.Database, username: str, password: str) -> None:
+def set_password(db: sqlite_utils.Database, username: str, password: str) -> int:
+    """Set the password and end every login of the user (an old cookie stops working); returns how many."""
     password_hash = hash_password(password)
     with write_transaction(db):
-        db.execute("UPDATE user SET password_hash = ? WHERE id = ?", [password_hash, user_id(db, username)])
+        uid = user_id(db, username)
+        db.execute("UPDATE user SET password_hash = ? WHERE id = ?", [password_hash, uid])
+        ended = logins.end_all(db, uid, "password changed", utc_now())
+        audit.insert(db, None, "password_changed", detail={"username": username, **audit.cli_actor()})
+    return ended
+
+
+def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool) -> int:
+    """Disable (every login ends) or enable an account; returns the logins ended. A removed account stays
+    removed."""
+    with write_transaction(db):
+        uid = user_id(db, username)
+        if not disabled and db.execute("SELECT removed_at FROM user WHERE id = ?", [uid]).fetchone()[0]:
+            raise UserError(f"user {username!r} was removed; create a new account instead")
+        db.execute("UPDATE user SET disabled = ? WHERE id = ?", [int(disabled), uid])
+        ended = logins.end_all(db, uid, "disabled", utc_now()) if disabled else 0
+        action = "user_disabled" if disabled else "user_enabled"
+        audit.insert(db, None, action, detail={"username": username, **audit.cli_actor()})
+    return ended
+
+
+def remove_user(db: sqlite_utils.Database, username: str) -> int:
+    """Remove an account: every login ends, its roles and assignments go; the row stays (disabled, marked
+    removed) so the audit log and the findings keep naming who did what. Returns the logins ended."""
+    with write_transaction(db):
+        uid = user_id(db, username)
+        now = utc_now()
+        db.execute("UPDATE user SET disabled = 1, removed_at = ? WHERE id = ?", [to_wire(now), uid])
+        db.execute("DELETE FROM assignment WHERE user_id = ?", [uid])
+        db.execute("DELETE FROM user_role WHERE user_id = ?", [uid])
+        db.execute("DELETE FROM queue_claim WHERE user_id = ?", [uid])
+        ended = logins.end_all(db, uid, "removed", now)
+        audit.insert(db, None, "user_removed", detail={"username": username, **audit.cli_actor()})
+    return ended
 
 
 def verify_password(db: sqlite_utils.Database, username: str, password: str) -> int | None:
@@ -151,60 +190,90 @@ def assign(
     *,
     hall_id: int | None = None,
     exam_id: int | None = None,
+    valid_from: datetime | None = None,
+    valid_until: datetime | None = None,
 ) -> bool:
-    """Give ``username`` the task ``role`` for one hall or one exam (granting the role if it lacks it).
+    """Give ``username`` the task ``role`` for one hall or one exam (granting the role if it lacks it),
+    optionally bounded in time (hall_server/store/access.py). A hall-level invigilator's or organiser's
+    assignment without ``valid_from`` starts now: it never opens the hall's past exams.
 
-    Returns ``False`` when that assignment already existed (nothing changed).
+    Returns ``False`` when that assignment already existed (only the bounds given are changed).
     """
     check_role(role)
     if (hall_id is None) == (exam_id is None):
         raise UserError("assign a user to exactly one of a hall or an exam")
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise UserError("--until must be after --from")
+    given = [to_wire(valid_from) if valid_from else None, to_wire(valid_until) if valid_until else None]
+    if valid_from is None and hall_id is not None and role in ("invigilator", "organiser"):
+        valid_from = utc_now()
+    bounds = [to_wire(valid_from) if valid_from else None, given[1]]
     with write_transaction(db):
         uid = user_id(db, username)
+        if db.execute("SELECT removed_at FROM user WHERE id = ?", [uid]).fetchone()[0]:
+            raise UserError(f"user {username!r} was removed; create a new account instead")
         exists = db.execute(
-            "SELECT 1 FROM assignment WHERE user_id = ? AND role = ? AND hall_id IS ? AND exam_id IS ?",
+            "SELECT id FROM assignment WHERE user_id = ? AND role = ? AND hall_id IS ? AND exam_id IS ?",
             [uid, role, hall_id, exam_id],
         ).fetchone()
         if exists:
+            if given != [None, None]:  # new bounds for the same task
+                db.execute(
+                    "UPDATE assignment SET valid_from = coalesce(?, valid_from), "
+                    "valid_until = coalesce(?, valid_until) WHERE id = ?",
+                    [*given, exists[0]],
+                )
             return False
         db.execute("INSERT OR IGNORE INTO user_role (user_id, role) VALUES (?, ?)", [uid, role])
         db.execute(
-            "INSERT INTO assignment (user_id, role, hall_id, exam_id) VALUES (?, ?, ?, ?)",
-            [uid, role, hall_id, exam_id],
+            "INSERT INTO assignment (user_id, role, hall_id, exam_id, valid_from, valid_until) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [uid, role, hall_id, exam_id, *bounds],
         )
     return True
 
 
-#: A reviewer's or exam-board member's assignment to an exam, or to its hall (a join on ``exam e``).
-ASSIGNED_FOR_REVIEW = (
-    "JOIN assignment a ON (a.exam_id = e.id OR (a.exam_id IS NULL AND a.hall_id = e.hall_id)) "
-    "AND a.role IN ('reviewer', 'exam_board')"
-)
-
-
-def review_roles(db: sqlite_utils.Database, user_id: int, exam_id: int) -> frozenset[str]:
-    """The review roles (reviewer, exam_board) ``user_id`` holds for this exam, directly or by its hall."""
-    rows = db.execute(
-        "SELECT DISTINCT a.role FROM exam e " + ASSIGNED_FOR_REVIEW + " WHERE e.id = ? AND a.user_id = ?",  # noqa: S608 (constant)
-        [exam_id, user_id],
-    ).fetchall()
-    return frozenset(row[0] for row in rows)
+def remove_assignment(
+    db: sqlite_utils.Database,
+    username: str,
+    role: str,
+    *,
+    hall_id: int | None = None,
+    exam_id: int | None = None,
+) -> int:
+    """Remove ``username``'s ``role`` on this hall or exam; returns how many assignments went (0 or 1).
+    Pages and open live-view connections of that task close within seconds (dashboard/sockets.py)."""
+    check_role(role)
+    if (hall_id is None) == (exam_id is None):
+        raise UserError("give exactly one of a hall or an exam")
+    with write_transaction(db):
+        uid = user_id(db, username)
+        cursor = db.execute(
+            "DELETE FROM assignment WHERE user_id = ? AND role = ? AND hall_id IS ? AND exam_id IS ?",
+            [uid, role, hall_id, exam_id],
+        )
+        if cursor.rowcount:
+            detail = {"username": username, "role": role, "hall_id": hall_id, "exam_id": exam_id}
+            audit.insert(db, None, "assignment_removed", exam_id, None, {**detail, **audit.cli_actor()})
+    return int(cursor.rowcount)
 
 
 def assignments_for(db: sqlite_utils.Database, username: str) -> list[Assignment]:
     """What ``username`` is assigned to; the dashboard shows a user only these halls and exams."""
     uid = user_id(db, username)
     rows = db.execute(
-        "SELECT role, hall_id, exam_id FROM assignment WHERE user_id = ? ORDER BY id", [uid]
+        "SELECT role, hall_id, exam_id, valid_from, valid_until, id FROM assignment WHERE user_id = ? "
+        "ORDER BY id",
+        [uid],
     ).fetchall()
-    return [Assignment(role, hall_id, exam_id) for role, hall_id, exam_id in rows]
+    return [Assignment(*row) for row in rows]
 
 
 def list_users(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Every user with roles and assignments (no password hashes), for ``invigil-provision user list``."""
     users = []
-    for uid, username, display_name, disabled in db.execute(
-        "SELECT id, username, display_name, disabled FROM user ORDER BY username"
+    for uid, username, display_name, disabled, removed_at in db.execute(
+        "SELECT id, username, display_name, disabled, removed_at FROM user ORDER BY username"
     ).fetchall():
         users.append(
             {
@@ -212,6 +281,7 @@ def list_users(db: sqlite_utils.Database) -> list[dict[str, Any]]:
                 "username": username,
                 "display_name": display_name,
                 "disabled": bool(disabled),
+                "removed": removed_at,
                 "roles": user_roles(db, username),
                 "assignments": [asdict(a) for a in assignments_for(db, username)],
             }

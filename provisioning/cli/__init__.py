@@ -18,7 +18,7 @@ from provisioning.cli.context import Session, render_failure
 from provisioning.cli.exam import exam, joincode, roster
 from provisioning.cli.hall import hall
 from provisioning.cli.tls import bundle, certs
-from provisioning.cli.user import user
+from provisioning.cli.user import assignment, user
 from provisioning.errors import ProvisioningError
 
 
@@ -51,5 +51,5 @@ def main(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
     ctx.obj = Session(data_dir, as_json)
 
 
-for command in (hall, exam, roster, user, certs, joincode, bundle):
+for command in (hall, exam, roster, user, assignment, certs, joincode, bundle):
     main.add_command(command)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -112,15 +113,30 @@ def user_create(
 )
 @click.option("--hall", "hall_name", help="Assign to every exam in this hall.")
 @click.option("--exam", "exam_id", type=int, help="Assign to this exam only.")
+@click.option(
+    "--from",
+    "valid_from",
+    help="ISO 8601 with offset: the assignment starts then [a hall's invigilator or organiser: now].",
+)
+@click.option("--until", "valid_until", help="ISO 8601 with offset: the assignment ends then.")
 @pass_session
 def user_assign(
-    session: Session, username: str, role: str, hall_name: str | None, exam_id: int | None
+    session: Session,
+    username: str,
+    role: str,
+    hall_name: str | None,
+    exam_id: int | None,
+    valid_from: str | None,
+    valid_until: str | None,
 ) -> None:
-    """Give USERNAME a task (role) on a hall or an exam; they see only what they are assigned to.
+    """Give USERNAME a task (role) on a hall or an exam; they see only what they are assigned to, and only
+    while the task lasts: an invigilator's exam from its enrolment window to some hours after its end, a
+    reviewer's until the end of its review period, a hall-level task only for exams inside --from/--until.
 
     \b
     Example:
       invigil-provision user assign asmith --role reviewer --exam 3
+      invigil-provision user assign bvos --role invigilator --hall "Hall A" --until 2027-02-01T00:00Z
     """
     if (hall_name is None) == (exam_id is None):
         raise click.UsageError("give exactly one of --hall NAME or --exam ID")
@@ -128,7 +144,15 @@ def user_assign(
         hall_id = halls.get_hall(store, hall_name)["id"] if hall_name else None
         if exam_id is not None:
             exams.get_exam(store, exam_id)
-        added = users.assign(store, username, role, hall_id=hall_id, exam_id=exam_id)
+        added = users.assign(
+            store,
+            username,
+            role,
+            hall_id=hall_id,
+            exam_id=exam_id,
+            valid_from=exams.parse_time(valid_from, "--from") if valid_from else None,
+            valid_until=exams.parse_time(valid_until, "--until") if valid_until else None,
+        )
     target = f"hall {hall_name!r}" if hall_name else f"exam {exam_id}"
     message = f"{username} is {role} for {target}" + ("" if added else " (already; nothing changed)")
     session.emit(
@@ -149,8 +173,64 @@ def user_passwd(session: Session, username: str, password_file: Path | None) -> 
     """
     with session.store() as store:
         users.user_id(store, username)  # before the prompt: no typing a password for a typo
-        users.set_password(store, username, _password(session, password_file))
-    session.emit({"username": username, "password_changed": True}, f"password of {username} changed")
+        ended = users.set_password(store, username, _password(session, password_file))
+    session.emit(
+        {"username": username, "password_changed": True, "logins_ended": ended},
+        f"password of {username} changed; {ended} open login(s) ended",
+    )
+
+
+@user.command("disable")
+@click.argument("username")
+@pass_session
+def user_disable(session: Session, username: str) -> None:
+    """Disable USERNAME: every open login ends at once (pages within seconds, live-view connections are
+    closed); the account and its tasks stay for `user enable`.
+
+    \b
+    Example:
+      invigil-provision user disable jdoe
+    """
+    with session.store() as store:
+        ended = users.set_disabled(store, username, True)
+    session.emit(
+        {"username": username, "disabled": True, "logins_ended": ended},
+        f"{username} disabled; {ended} open login(s) ended",
+    )
+
+
+@user.command("enable")
+@click.argument("username")
+@pass_session
+def user_enable(session: Session, username: str) -> None:
+    """Enable USERNAME again (they log in anew: ended logins stay ended).
+
+    \b
+    Example:
+      invigil-provision user enable jdoe
+    """
+    with session.store() as store:
+        users.set_disabled(store, username, False)
+    session.emit({"username": username, "disabled": False}, f"{username} enabled")
+
+
+@user.command("remove")
+@click.argument("username")
+@pass_session
+def user_remove(session: Session, username: str) -> None:
+    """Remove USERNAME: logins end, roles and assignments go. The name stays in the audit log and on the
+    findings they recorded (the account is kept, disabled and marked removed, and cannot be enabled).
+
+    \b
+    Example:
+      invigil-provision user remove jdoe
+    """
+    with session.store() as store:
+        ended = users.remove_user(store, username)
+    session.emit(
+        {"username": username, "removed": True, "logins_ended": ended},
+        f"{username} removed; {ended} open login(s) ended",
+    )
 
 
 @user.command("list")
@@ -169,8 +249,76 @@ def user_list(session: Session) -> None:
             **r,
             "roles": ",".join(r["roles"]),
             "assignments": len(r["assignments"]),
-            "disabled": "yes" if r["disabled"] else "",
+            "disabled": "removed" if r["removed"] else "yes" if r["disabled"] else "",
         }
         for r in records
     ]
     session.emit(records, table(rows, ["username", "display_name", "roles", "assignments", "disabled"]))
+
+
+@click.group()
+def assignment() -> None:
+    """Who holds which task on which hall or exam, and taking a task away.
+
+    \b
+    Example:
+      invigil-provision assignment list --exam 3
+    """
+
+
+@assignment.command("list")
+@click.option("--user", "username", help="Only this user's.")
+@click.option("--exam", "exam_id", type=int, help="Only those that open this exam (directly or by its hall).")
+@pass_session
+def assignment_list(session: Session, username: str | None, exam_id: int | None) -> None:
+    """List assignments with their time bounds.
+
+    \b
+    Example:
+      invigil-provision --json assignment list --user jdoe
+    """
+    with session.store() as store:
+        hall_of_exam = exams.get_exam(store, exam_id)["hall_id"] if exam_id is not None else None
+        names = [username] if username else [u["username"] for u in users.list_users(store)]
+        hall_names = {row["id"]: row["name"] for row in halls.list_halls(store)}
+        records = [
+            {"username": name, **asdict(a), "hall": hall_names.get(a.hall_id) if a.hall_id else None}
+            for name in names
+            for a in users.assignments_for(store, name)
+            if exam_id is None or a.exam_id == exam_id or (a.exam_id is None and a.hall_id == hall_of_exam)
+        ]
+    rows = [
+        {**r, "valid_from": r["valid_from"] or "", "valid_until": r["valid_until"] or ""} for r in records
+    ]
+    columns = ["username", "role", "hall", "exam_id", "valid_from", "valid_until"]
+    session.emit(records, table(rows, columns))
+
+
+@assignment.command("remove")
+@click.argument("username")
+@click.option("--role", type=role_choice, callback=_role, required=True, help="The task to take away.")
+@click.option("--hall", "hall_name", help="The hall-level assignment.")
+@click.option("--exam", "exam_id", type=int, help="The exam's assignment.")
+@pass_session
+def assignment_remove(
+    session: Session, username: str, role: str, hall_name: str | None, exam_id: int | None
+) -> None:
+    """Take USERNAME's task on a hall or an exam away; their pages and live-view connections for it close
+    within seconds.
+
+    \b
+    Example:
+      invigil-provision assignment remove asmith --role invigilator --exam 3
+    """
+    if (hall_name is None) == (exam_id is None):
+        raise click.UsageError("give exactly one of --hall NAME or --exam ID")
+    with session.store() as store:
+        hall_id = halls.get_hall(store, hall_name)["id"] if hall_name else None
+        removed = users.remove_assignment(store, username, role, hall_id=hall_id, exam_id=exam_id)
+    target = f"hall {hall_name!r}" if hall_name else f"exam {exam_id}"
+    if not removed:
+        raise Conflict(f"{username} is not {role} for {target}; see `invigil-provision assignment list`")
+    session.emit(
+        {"username": username, "role": role, "hall": hall_name, "exam_id": exam_id, "removed": True},
+        f"{username} is no longer {role} for {target}",
+    )
