@@ -491,3 +491,20 @@ def m010_review_queue(db: Database) -> None:
         CREATE INDEX screen_text_exam ON screen_text(exam_id, agent_time)
         """,
     )
+
+
+@MIGRATIONS()
+def m011_capture_gaps(db: Database) -> None:
+    """Live capture gaps (hall_server/ingest/gaps.py): an observation that spans time is closed
+    (``closed_at``, server time) when its span ends, and a session has at most one open ``capture_gap``,
+    whichever process raises it. The sweep that raises them reads the sessions that may still be running
+    by their expiry."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE observation ADD COLUMN closed_at TEXT;
+        CREATE UNIQUE INDEX observation_open_gap ON observation(session_id)
+            WHERE kind = 'capture_gap' AND closed_at IS NULL;
+        CREATE INDEX agent_session_running ON agent_session(expires_at) WHERE ended_at IS NULL
+        """,
+    )

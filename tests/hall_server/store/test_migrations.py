@@ -382,7 +382,12 @@ def test_sealing_applies_to_a_filled_store_and_keeps_every_value(tmp_path):
     }
     store.close()
 
-    assert db.migrate(data_dir) == ["m008_exam_keys_in_files", "m009_sealed_columns", "m010_review_queue"]
+    assert db.migrate(data_dir) == [
+        "m008_exam_keys_in_files",
+        "m009_sealed_columns",
+        "m010_review_queue",
+        "m011_capture_gaps",
+    ]
     store = db.connect(data_dir)
     # The key moved out of the database into its own file.
     assert store.execute("SELECT wrapped FROM exam_key").fetchall() == [(None,)]
