@@ -4,7 +4,6 @@ capture closes it with its span; several workers, or the split layout, raise eac
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import threading
@@ -151,11 +150,10 @@ def test_three_workers_sweeping_raise_each_gap_once(quick_sweep, halls):
         beat_for(agent, 1.5)  # every worker sweeps several times over the same silence
         [(gap_id, closed_at)] = gap_rows(hall_a.data_dir, agent.session_id)
         assert closed_at is None
-        agent.capture()
+        resumed = agent.capture()
         assert gap_rows(hall_a.data_dir, agent.session_id) == [
-            (gap_id, gap_rows(hall_a.data_dir, agent.session_id)[0][1])
+            (gap_id, received_at(hall_a.data_dir, resumed))
         ]
-        assert gap_rows(hall_a.data_dir, agent.session_id)[0][1] is not None
         agent.close()
     finally:
         server.stop()
@@ -174,15 +172,19 @@ def test_in_the_split_layout_the_live_process_raises_and_ingest_closes_through_r
         client = socket_for(staff_session(live.url, "anna"), live.url, hall_a.exam_id)
         events = Events(client)
         agent = SimAgent(ingest.url, hall_a.students[2], hall_a.join_code).enrol()
-        agent.capture()
+        first = agent.capture()
         gap = events.wait_for("observations", lambda item: item["kind"] == "capture_gap", agent)
+        assert gap["detail"] == {"since": received_at(hall_a.data_dir, first)}
         beat_for(agent, 1.0)
-        assert len(gap_rows(hall_a.data_dir, agent.session_id)) == 1  # ingest workers never sweep
-        agent.capture()  # stored by an ingest worker, which closes the gap and tells the live process
+        assert len(gap_rows(hall_a.data_dir, agent.session_id)) == 1
+        resumed = (
+            agent.capture()
+        )  # stored by an ingest worker, which closes the gap and tells the live process
         closed = events.wait_for(
             "observations", lambda item: item["id"] == gap["id"] and "until" in item["detail"], agent
         )
-        assert json.dumps(closed["detail"]).count("until") == 1 and closed["detail"]["seconds"] >= 3
+        assert closed["detail"]["until"] == received_at(hall_a.data_dir, resumed)
+        assert closed["detail"]["seconds"] >= 3 and closed["detail"]["resumed"] is True
         client.disconnect()
         agent.close()
     finally:
