@@ -108,12 +108,14 @@ def run(options: dict[str, Any], app_config: dict[str, Any]) -> None:
 
         def load(self) -> Any:
             from hall_server.app import create_app
+            from hall_server.ingest import gaps
             from hall_server.live import announce
             from hall_server.policy_publish import start_for_app
 
             app = create_app(app_config)
             # In the worker: threads and sockets must not be made before gunicorn forks.
             start_for_app(app)
+            gaps.start_for_app(app)
             announce.start_for_app(app, announce.api_port(options["bind"]), options.get("certfile"))
             return app
 

@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: A seat is in a capture gap after this many capture intervals of its exam without a capture record: the
+#: default of ``capture_gap_s``, and the reviewer's timeline draws "no data" by the same measure.
+GAP_INTERVALS = 3
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -125,6 +129,18 @@ SETTINGS: tuple[Setting, ...] = (
         "seat_offline_s",
         60,
         "A seat turns offline when no heartbeat came for this many seconds (and at least the stale time).",
+    ),
+    Setting(
+        "capture_gap_s",
+        0,
+        "A seat that is enrolled and has not left raises a capture_gap observation when no capture record "
+        "(whole screen, tile update or unchanged record) came for this many seconds; heartbeats do not "
+        f"count. 0 means {GAP_INTERVALS} capture intervals of its exam.",
+    ),
+    Setting(
+        "capture_gap_sweep_s",
+        5.0,
+        "How often the process serving the dashboard looks for seats in a capture gap, in seconds.",
     ),
     Setting(
         "secret_key_file",
@@ -242,6 +258,12 @@ def load_settings(
         raise ValueError("process_role must be all, ingest or live")
     if str(values["sqlite_synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ValueError("sqlite_synchronous must be FULL, NORMAL or EXTRA")
+    if values["capture_gap_s"] < 0:
+        raise ValueError(f"INVIGIL_CAPTURE_GAP_S must be 0 or more seconds, not {values['capture_gap_s']!r}")
+    if values["capture_gap_sweep_s"] <= 0:
+        raise ValueError(
+            f"INVIGIL_CAPTURE_GAP_SWEEP_S must be more than 0 seconds, not {values['capture_gap_sweep_s']!r}"
+        )
     if values["log_format"] not in ("text", "json"):
         raise ValueError(f"INVIGIL_LOG_FORMAT must be text or json, not {values['log_format']!r}")
     if values["mdns"] and not values["mdns_addresses"] and not values["hall_interface"]:

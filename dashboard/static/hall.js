@@ -36,6 +36,7 @@ window.invigilTileLoads = [];
 const keyOf = (s) => (s.r != null ? "r" + s.r : "a" + s.agent);
 const esc = (text) => String(text == null ? "" : text).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 const hhmm = (iso) => (iso ? new Date(iso).toISOString().slice(11, 16) : "");
+const hms = (iso) => (iso ? new Date(iso).toISOString().slice(11, 19) : "");
 
 function say(text, bad = false) {
   notice.hidden = !text;
@@ -280,6 +281,10 @@ function tick() {
 // ---------------------------------------------------------------- observations
 function obsText(o) {
   const d = o.detail || {};
+  if (o.kind === "capture_gap") {
+    const span = d.until ? `${d.seconds} s, ${hms(d.since)}–${hms(d.until)}` : `no data since ${hms(d.since)}`;
+    return `${KIND_TEXT[o.kind] || o.kind} (${span})`;
+  }
   const extra = d.host ? ` ${d.host}` : d.count ? ` (${d.count})` : d.category ? ` (${d.category})` : d.minutes_early ? ` (${d.minutes_early} min early)` : d.skew_s ? ` (${d.skew_s} s)` : "";
   return (KIND_TEXT[o.kind] || o.kind) + extra;
 }

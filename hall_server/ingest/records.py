@@ -15,7 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from hall_server import errors
-from hall_server.ingest import rules
+from hall_server.ingest import gaps, rules
 from hall_server.ingest.sessions import Session, add_observation, raise_clock_skew
 from hall_server.live import bus
 from hall_server.settings import SETTINGS_BY_NAME
@@ -241,8 +241,8 @@ def store_capture(
             return False
         chain.link(db, "capture", session.id, capture_id)
         raised = _record_skew(db, session, meta.agent_time, now, settings)
-    if raised:
-        bus.observation(session.exam_id, session.id, raised)
+        gap = gaps.close_on_data(db, session.id, now)
+    _tell_live(session, raised, gap)
     return True
 
 
@@ -333,9 +333,17 @@ def store_unchanged(
         )
         chain.link(db, "capture", session.id, record_id)
         raised = _record_skew(db, session, record.agent_time, now, settings)
-    if raised:
-        bus.observation(session.exam_id, session.id, raised)
+        gap = gaps.close_on_data(db, session.id, now)
+    _tell_live(session, raised, gap)
     return True
+
+
+def _tell_live(session: Session, skew: int | None, gap: tuple[int, int] | None) -> None:
+    """After a capture record committed: the clock skew it raised and the capture gap it closed."""
+    if skew:
+        bus.observation(session.exam_id, session.id, skew)
+    if gap:
+        bus.observation(gap[0], session.id, gap[1])
 
 
 def store_device_events(

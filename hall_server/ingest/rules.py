@@ -1,8 +1,9 @@
-"""Rules that turn device and site events, and agents' clocks, into observations: signals for people, never
-verdicts.
+"""Rules that turn device and site events, agents' clocks and their silence into observations: signals for
+people, never verdicts.
 
 Pure functions, run inside the transaction that stores the event, so an event and the observation it raises
-are committed together.
+are committed together (a capture gap, raised by no event, is decided by the sweep of
+``hall_server.ingest.gaps``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from hall_server.settings import GAP_INTERVALS
 from invigil.payloads import DeviceEvent, SiteEvent
 from invigil.protocol import SECOND_PATH_CATEGORIES
+from invigil.timeutil import to_wire
 
 Observation = tuple[str, dict[str, Any]]
 
@@ -80,3 +83,32 @@ def record_clock_skew(
     if before < -max_skew_s:
         return ("clock_skew", {"skew_s": round(before, 1), "dated": "before_enrolment"})
     return None
+
+
+def capture_gap_s(setting_s: float, capture_interval_s: int) -> float:
+    """How long a seat may send no capture record: the ``capture_gap_s`` setting, or when it is 0,
+    ``GAP_INTERVALS`` capture intervals of the exam."""
+    return float(setting_s) if setting_s > 0 else float(GAP_INTERVALS * capture_interval_s)
+
+
+def capture_gap(
+    *, since: datetime, now: datetime, gap_s: float, left: bool, ends_at: datetime
+) -> Observation | None:
+    """A ``capture_gap`` when a seat sent no capture record for longer than ``gap_s``.
+
+    ``since`` is when the server received the seat's last capture record, or its enrolment when it sent
+    none; heartbeats do not count (an agent whose capture stopped still beats). ``ends_at`` is the end of
+    the exam for this student (exam end plus extra time, or when the invigilator ended it): a session
+    that ``left`` or whose exam is over has no gap to raise."""
+    if left or now >= ends_at:
+        return None
+    if (now - since).total_seconds() <= gap_s:
+        return None
+    return ("capture_gap", {"since": to_wire(since)})
+
+
+def closed_gap(detail: dict[str, Any], since: datetime, until: datetime, resumed: bool) -> dict[str, Any]:
+    """The detail of a capture gap that ended at ``until``: with data again (``resumed``), or because the
+    session left or its exam ended."""
+    seconds = max(0, round((until - since).total_seconds()))
+    return {**detail, "until": to_wire(until), "seconds": seconds, "resumed": resumed}

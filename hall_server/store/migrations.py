@@ -523,3 +523,20 @@ def m011_staff_lifecycle(db: Database) -> None:
         ALTER TABLE assignment ADD COLUMN valid_until TEXT
         """,
     )
+
+
+@MIGRATIONS()
+def m012_capture_gaps(db: Database) -> None:
+    """Live capture gaps (hall_server/ingest/gaps.py): an observation that spans time is closed
+    (``closed_at``, server time) when its span ends, and a session has at most one open ``capture_gap``,
+    whichever process raises it. The sweep that raises them reads the sessions that may still be running
+    by their expiry."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE observation ADD COLUMN closed_at TEXT;
+        CREATE UNIQUE INDEX observation_open_gap ON observation(session_id)
+            WHERE kind = 'capture_gap' AND closed_at IS NULL;
+        CREATE INDEX agent_session_running ON agent_session(expires_at) WHERE ended_at IS NULL
+        """,
+    )

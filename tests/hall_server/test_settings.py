@@ -34,6 +34,9 @@ def test_environment_then_test_config_override_defaults():
         ({"INVIGIL_CLOCK_SKEW_MAX_S": "soon"}, "whole number"),
         ({"INVIGIL_TRUST_PROXY_HEADERS": "maybe"}, "true or false"),
         ({"INVIGIL_SQLITE_SYNCHRONOUS": "OFF"}, "FULL, NORMAL"),
+        ({"INVIGIL_CAPTURE_GAP_S": "-5"}, "0 or more seconds"),
+        ({"INVIGIL_CAPTURE_GAP_SWEEP_S": "0"}, "more than 0 seconds"),
+        ({"INVIGIL_CAPTURE_GAP_SWEEP_S": "often"}, "a number"),
     ],
 )
 def test_bad_environment_values_say_what_is_expected(env, message):

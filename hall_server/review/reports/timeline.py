@@ -15,10 +15,8 @@ from typing import Any
 import sqlite_utils
 
 from hall_server.review import findings
-from invigil.timeutil import from_wire
-
-#: A pause between two capture records longer than this many capture intervals is a gap.
-GAP_INTERVALS = 3
+from hall_server.settings import GAP_INTERVALS
+from invigil.timeutil import from_wire, utc_now
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,20 @@ class SessionFacts:
     state: str
     chain_head: str | None
     chain_length: int
+    #: When the invigilator ended the exam, if they did.
+    exam_ended_at: datetime | None = None
+    #: When the student's next session of this exam began (the agent joined again), if it did.
+    superseded_at: datetime | None = None
+
+    def watched_until(self, now: datetime) -> datetime | None:
+        """Until when a session that never left should have sent records: the end of the exam for the
+        student (exam end plus extra time, or when the invigilator ended it), the student's next session,
+        or ``now`` while it runs. None for a session that left."""
+        if self.ended_at is not None or self.state == "left":
+            return None
+        ends = [now, self.exam_ends_at + timedelta(minutes=self.extra_time_min)]
+        ends += [moment for moment in (self.exam_ended_at, self.superseded_at) if moment is not None]
+        return min(ends)
 
 
 @dataclass
@@ -117,7 +129,10 @@ class Timeline:
 _SESSION_QUERY = """
     SELECT s.id, s.exam_id, e.title, e.starts_at, e.ends_at, e.capture_interval_s, r.student_number,
            unseal(r.exam_id, r.name), r.seat, r.extra_time_min, s.agent_id, s.agent_version, s.os,
-           unseal(s.exam_id, s.client_ip), s.enrolled_at, s.ended_at, s.state, s.chain_head, s.chain_length
+           unseal(s.exam_id, s.client_ip), s.enrolled_at, s.ended_at, s.state, s.chain_head, s.chain_length,
+           e.ended_at,
+           (SELECT MIN(n.enrolled_at) FROM agent_session n
+             WHERE n.roster_id = s.roster_id AND (n.enrolled_at, n.id) > (s.enrolled_at, s.id))
     FROM agent_session s JOIN exam e ON e.id = s.exam_id JOIN roster r ON r.id = s.roster_id WHERE s.id = ?
 """
 
@@ -129,7 +144,8 @@ def session_facts(db: sqlite_utils.Database, session_id: int) -> SessionFacts:
     values = list(row)
     for index in (3, 4, 14):
         values[index] = from_wire(values[index])
-    values[15] = from_wire(values[15]) if values[15] else None
+    for index in (15, 19, 20):
+        values[index] = from_wire(values[index]) if values[index] else None
     return SessionFacts(*values)
 
 
@@ -173,8 +189,12 @@ def collapse(rows: list[tuple[Any, ...]], session_id: int | None = None) -> list
     return entries
 
 
-def find_gaps(times: list[datetime], interval_s: int, start: datetime | None = None) -> list[Gap]:
-    """Pauses between consecutive capture records longer than GAP_INTERVALS intervals (pure)."""
+def find_gaps(
+    times: list[datetime], interval_s: int, start: datetime | None = None, end: datetime | None = None
+) -> list[Gap]:
+    """Pauses longer than GAP_INTERVALS intervals (pure): from ``start`` (enrolment) to the first capture
+    record, between consecutive records, and from the last record (or ``start``) to ``end``, until when
+    records should have come (the end of the exam for a session that never left, or now)."""
     limit = timedelta(seconds=GAP_INTERVALS * interval_s)
     gaps: list[Gap] = []
     previous = start
@@ -182,6 +202,8 @@ def find_gaps(times: list[datetime], interval_s: int, start: datetime | None = N
         if previous is not None and moment - previous > limit:
             gaps.append(Gap(previous, moment))
         previous = moment
+    if end is not None and previous is not None and end - previous > limit:
+        gaps.append(Gap(previous, end))
     return gaps
 
 
@@ -193,8 +215,9 @@ def _decode(detail: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def timeline(db: sqlite_utils.Database, session_id: int) -> Timeline:
-    """Everything the timeline page of one session shows; raises LookupError for an unknown session."""
+def timeline(db: sqlite_utils.Database, session_id: int, now: datetime | None = None) -> Timeline:
+    """Everything the timeline page of one session shows, as of ``now`` (the trailing gap of a session
+    that never left runs to it while the exam runs); raises LookupError for an unknown session."""
     facts = session_facts(db, session_id)
     rows = db.execute(
         "SELECT capture_id, monitor, agent_time, received_at, changed, sha256, thumb_sha256, width, height, "
@@ -205,7 +228,12 @@ def timeline(db: sqlite_utils.Database, session_id: int) -> Timeline:
     ).fetchall()
     result = Timeline(facts, capture_records=len(rows))
     result.entries = collapse(rows, session_id)
-    result.gaps = find_gaps([from_wire(row[2]) for row in rows], facts.capture_interval_s, facts.enrolled_at)
+    result.gaps = find_gaps(
+        [from_wire(row[2]) for row in rows],
+        facts.capture_interval_s,
+        facts.enrolled_at,
+        facts.watched_until(now or utc_now()),
+    )
     result.sites = [
         {
             "time": from_wire(row[0]),

@@ -387,6 +387,7 @@ def test_sealing_applies_to_a_filled_store_and_keeps_every_value(tmp_path):
         "m009_sealed_columns",
         "m010_review_queue",
         "m011_staff_lifecycle",
+        "m012_capture_gaps",
     ]
     store = db.connect(data_dir)
     # The key moved out of the database into its own file.
