@@ -18,10 +18,10 @@ from typing import Any
 import sqlite_utils
 
 from hall_server.review import expected, findings, signals
-from hall_server.review.reports.timeline import collapse
+from hall_server.review.reports.timeline import collapse, session_facts
 from hall_server.store import audit
 from hall_server.store.db import write_transaction
-from invigil.timeutil import from_wire, to_wire
+from invigil.timeutil import from_wire, to_wire, utc_now
 
 
 class QueueRefused(ValueError):
@@ -153,6 +153,9 @@ def load(db: sqlite_utils.Database, exam_id: int) -> tuple[dict[int, signals.Ses
         [exam_id],
     ):
         sessions[sid].observations.append({"at": from_wire(at), "kind": kind, "detail": _json(detail)})
+    now = utc_now()
+    for sid, data in sessions.items():
+        data.watched_until = session_facts(db, sid).watched_until(now)
     words = [w.casefold() for w in expected.load(db, exam_id).watch_words]
     if words:
         for sid, at, text in db.execute(

@@ -107,6 +107,9 @@ class SessionData:
     device_events: list[dict[str, Any]] = field(default_factory=list)  # at, kind, detail
     observations: list[dict[str, Any]] = field(default_factory=list)  # kind, at, detail
     screen_text_hits: list[tuple[datetime, str]] = field(default_factory=list)  # at, watch word
+    #: Until when a session that never left should have sent records (timeline.SessionFacts.watched_until);
+    #: None for one that left: the silence after its last record is then a gap too.
+    watched_until: datetime | None = None
 
 
 def _frames(entries: Sequence[Frame | UnchangedSpan]) -> list[Frame]:
@@ -273,8 +276,11 @@ def _state_moment(kind: str, since: datetime, until: datetime, category: str) ->
 
 
 def gap_moments(data: SessionData) -> list[Moment]:
-    """Pauses in the capture records longer than the timeline's gap (no data is never "nothing happened")."""
-    gaps: list[Gap] = find_gaps(sorted(data.record_times), data.interval_s, data.enrolled_at)
+    """Pauses in the capture records longer than the timeline's gap (no data is never "nothing happened"),
+    the silence after the last record of a session that never left included."""
+    gaps: list[Gap] = find_gaps(
+        sorted(data.record_times), data.interval_s, data.enrolled_at, data.watched_until
+    )
     return [Moment(("capture_gap",), gap.start, gap.end, {"seconds": round(gap.seconds)}) for gap in gaps]
 
 

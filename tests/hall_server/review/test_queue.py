@@ -280,3 +280,16 @@ def test_the_split_plan_evens_the_open_moments():
         "bob": ["s1", "s2"],
     }
     assert queue.plan_split({}, ["rita"]) == {"rita": []}
+
+
+def test_a_seat_that_went_silent_and_never_left_has_its_trailing_gap_in_the_queue(exam, client):
+    """An agent killed mid-exam leaves no record after its last one: the queue shows that silence up to now."""
+    hall = FlaskHall(client, "10.0.2.11")
+    start = utc_now() - timedelta(minutes=5)
+    hall.enrol(Enrolment("s0001", exam.join_code, "agent-s0001", start, "0.1", "Linux"))
+    body = png_bytes(160, 100, seed=7)
+    meta = CaptureMeta(0, start, sha256(body), 160, 100, "focus", "firefox", "Ans - question 1")
+    hall.put_capture("s0001-c0", meta, body, "image/png")
+    gaps = [m for m in _queue_json(exam)["moments"] if m["kinds"] == ["capture_gap"]]
+    assert len(gaps) == 1 and gaps[0]["student_number"] == "s0001"
+    assert gaps[0]["seconds"] >= 60  # from the last record (enrolment time, five minutes ago) to now
