@@ -28,6 +28,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http, tls, udp
 from mitmproxy.proxy import server_hooks
 
+from invigil.policy import Decision, Policy, PolicyError
 from netpolicy.appliance import Destination, Endpoint, agent_api, choose_address, is_own_address
 from netpolicy.events import SiteEventSender, make_site_event, read_token
 from netpolicy.gate import (
@@ -38,7 +39,6 @@ from netpolicy.gate import (
     decide_tls,
     host_of_header,
 )
-from netpolicy.policy import Decision, Policy, PolicyError
 
 log = logging.getLogger("invigil.proxy")
 

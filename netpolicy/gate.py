@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from netpolicy.hosts import normalize_host
-from netpolicy.policy import Decision, Policy, PolicyError, parse_policy, split_url
+from invigil.hosts import normalize_host
+from invigil.policy import Decision, Policy, PolicyError, parse_policy, split_url
 
 
 def canonical_or_raw(host: str) -> str:

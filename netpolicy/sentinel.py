@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from invigil.hosts import is_ip
+from invigil.policy import Policy
 from netpolicy.gate import canonical_or_raw
-from netpolicy.hosts import is_ip
-from netpolicy.policy import Policy
 
 log = logging.getLogger("invigil.sentinel")
 

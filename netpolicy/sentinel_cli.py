@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from invigil.policy import Policy, PolicyError
 from netpolicy.events import SERVER_URL_NEEDS_CREDENTIAL, SiteEventSender, make_site_event, read_token
 from netpolicy.gate import PolicyFile
-from netpolicy.policy import Policy, PolicyError
 from netpolicy.sentinel import BPF_FILTER, Report, Sentinel, Settings
 
 log = logging.getLogger("invigil.sentinel")

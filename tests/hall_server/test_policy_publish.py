@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from hall_server import policy_publish
 from hall_server.store import crypto, db, exams
+from invigil.policy import parse_policy
 from invigil.timeutil import utc_now
-from netpolicy.policy import parse_policy
 
 from support import LiveServer
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from hall_server import policy_publish
 from hall_server.store import db
+from invigil.policy import parse_policy
 from invigil.timeutil import utc_now
-from netpolicy.policy import parse_policy
 
 POLICY = "allow exam.example.nl\nblock forum.uni.example\n"
 RULES = ["allow exam.example.nl", "block forum.uni.example"]

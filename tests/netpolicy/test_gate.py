@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from invigil.policy import parse_policy
 from netpolicy import proxy_cli
 from netpolicy.gate import PolicyFile, block_page, decide_request, decide_tls
-from netpolicy.policy import parse_policy
 
 POLICY = parse_policy("allow exam.example.nl\nallow 10.0.0.5\nblock *.chatgpt.com\n")
 

@@ -18,7 +18,7 @@ from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
 from hall_server.store import db
-from netpolicy.policy import parse_policy
+from invigil.policy import parse_policy
 from netpolicy.sentinel import BPF_FILTER, Report, Sentinel, Settings, client_hello_sni, dns_query_name
 
 from hallnet import enrol_laptop, hall_net, start_hall_server, wait_for
