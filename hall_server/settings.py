@@ -192,8 +192,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "policy_publish_interval_s",
         10,
-        "How often the server writes the running exams' network policy to <data_dir>/proxy/exam.policy, "
-        "where the proxy picks it up without a restart; 0 turns publishing off.",
+        "How often the server writes the running exams' network policies and the map from laptop address to "
+        "exam to <data_dir>/proxy/hall-policy.json, where the proxy picks them up without a restart; 0 turns "
+        "publishing off.",
+    ),
+    Setting(
+        "hall_name",
+        "",
+        "The hall this appliance serves (the Debian package's /etc/invigil/invigil.conf sets it): only its "
+        "exams' policies reach the proxy. Empty: the exams of every hall in the database.",
     ),
     Setting(
         "mdns_addresses",

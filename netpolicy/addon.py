@@ -1,12 +1,19 @@
-"""The Invigil mitmproxy addon: enforces the exam's network policy and reports every decision.
+"""The Invigil mitmproxy addon: enforces each laptop's exam's network policy and reports every decision.
 
 Loaded by ``mitmdump -s netpolicy/addon.py`` (``invigil-proxy`` builds that command line; docs/proxy.md).
 Imports only the standard library, mitmproxy, ``invigil`` and ``netpolicy``: it runs in ``.venv-proxy``.
 
-Without interception (the default) it decides on the CONNECT host and the TLS SNI name and passes
-allowed TLS through untouched; with ``invigil_intercept`` (the hall CA is trusted on the laptops) it also
-decides every URL and answers blocked ones with an HTML page naming the exam's policy. The decisions
-themselves are pure functions in ``netpolicy.gate``.
+Each connection is decided by the laptop behind its client address (the connection's peer address,
+``client.peername``; no header is ever trusted for it): the policy file the hall server publishes maps each
+address to its running exam (``invigil.seatpolicy``), and that exam's own policy and interception setting
+decide. An address in no running exam may reach only the hall server's agent API, and is told to start the
+agent and join the exam. A plain one-exam policy file gives every laptop that one policy, with
+``invigil_intercept`` and ``invigil_exam_title``.
+
+Without interception it decides on the CONNECT host and the TLS SNI name and passes allowed TLS through
+untouched; with interception (the hall CA is trusted on the laptops) it also decides every URL and answers
+blocked ones with an HTML page naming the exam's policy. The decisions themselves are pure functions in
+``netpolicy.gate``.
 
 Above every policy stands the appliance rule (``netpolicy.appliance``): whatever the policy allows, no
 connection goes to loopback or to this machine's own addresses, except to the hall server's agent API. It
@@ -28,17 +35,19 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http, tls, udp
 from mitmproxy.proxy import server_hooks
 
+from invigil.policy import Decision
 from netpolicy.appliance import Destination, Endpoint, agent_api, choose_address, is_own_address
 from netpolicy.events import SiteEventSender, make_site_event, read_token
 from netpolicy.gate import (
     PolicyFile,
+    Seat,
     block_page,
     canonical_or_raw,
     decide_request,
     decide_tls,
     host_of_header,
+    seat_of,
 )
-from netpolicy.policy import Decision, Policy, PolicyError
 
 log = logging.getLogger("invigil.proxy")
 
@@ -63,7 +72,12 @@ class InvigilPolicy:
 
     def load(self, loader: Any) -> None:
         """Once, when mitmproxy loads the script: declare the options."""
-        loader.add_option("invigil_policy_file", str, "", "The exam's network policy file (docs/policy.md).")
+        loader.add_option(
+            "invigil_policy_file",
+            str,
+            "",
+            "The hall server's per-seat policy file, or one exam's policy for every laptop (docs/proxy.md).",
+        )
         loader.add_option(
             "invigil_policy_poll_ms", int, 2000, "How often to check the policy file for changes."
         )
@@ -71,9 +85,12 @@ class InvigilPolicy:
             "invigil_intercept",
             bool,
             False,
-            "Intercept TLS (the hall CA is trusted on the laptops): decide every URL, serve a block page.",
+            "Intercept TLS (the hall CA is trusted on the laptops): decide every URL, serve a block page. "
+            "With a per-seat file each exam says so itself; this then applies to laptops in no exam.",
         )
-        loader.add_option("invigil_exam_title", str, "", "The exam's title, named on the block page.")
+        loader.add_option(
+            "invigil_exam_title", str, "", "The exam's title on the block page (a one-exam policy file)."
+        )
         loader.add_option(
             "invigil_server_url", str, "", "Hall server base URL for site events ('' = log them only)."
         )
@@ -95,13 +112,13 @@ class InvigilPolicy:
                 raise exceptions.OptionsError("invigil_policy_file is required: the exam's policy file")
             policy_file = PolicyFile(Path(options.invigil_policy_file))
             try:
-                policy = policy_file.load()
-            except PolicyError as exc:
-                raise exceptions.OptionsError(f"policy file {policy_file.path} has errors:\n{exc}") from None
+                document = policy_file.load()
             except (OSError, UnicodeDecodeError) as exc:
                 raise exceptions.OptionsError(f"cannot read policy file {policy_file.path}: {exc}") from None
+            except ValueError as exc:  # PolicyError, SeatPolicyError: every problem, numbered
+                raise exceptions.OptionsError(f"policy file {policy_file.path} has errors:\n{exc}") from None
             self.policy_file = policy_file
-            log.info("policy %s loaded: %d rule(s)", policy_file.path, len(policy.rules))
+            log.info("policy %s loaded: %s", policy_file.path, document.summary())
         sender_options = {
             "invigil_server_url",
             "invigil_service_token_file",
@@ -173,15 +190,17 @@ class InvigilPolicy:
             log.error(
                 "policy %s not reloaded, keeping the previous policy:\n%s", self.policy_file.path, problem
             )
-        elif changed and self.policy_file.policy is not None:
-            rules = len(self.policy_file.policy.rules)
-            log.info("policy %s reloaded: %d rule(s)", self.policy_file.path, rules)
+        elif changed and self.policy_file.document is not None:
+            log.info("policy %s reloaded: %s", self.policy_file.path, self.policy_file.document.summary())
 
-    def current_policy(self) -> Policy:
+    def seat(self, client: Any) -> Seat:
+        """The seat behind a client connection, by its peer address as the kernel gave it."""
         # A method, not a property: mitmproxy's command collector getattr()s every attribute at load.
-        if self.policy_file is None or self.policy_file.policy is None:
-            return Policy()  # not configured yet: deny everything
-        return self.policy_file.policy
+        document = self.policy_file.document if self.policy_file is not None else None
+        peer = client.peername[0] if client.peername else ""
+        return seat_of(
+            document, peer, ctx.options.invigil_intercept, ctx.options.invigil_exam_title, self.agent_api
+        )
 
     # ------------------------------------------------------------------------------- the appliance rule
 
@@ -240,23 +259,26 @@ class InvigilPolicy:
         if flow.response or flow.error or not flow.live:
             return
         host, port = flow.request.host, flow.request.port
-        decision = self.current_policy().decide_host(host, port)
+        seat = self.seat(flow.client_conn)
+        decision = seat.policy.decide_host(host, port)
         if decision.allowed:  # a blocked host is never resolved
             decision = await self.appliance_refusal(host, port) or decision
             self.tunnels[flow.client_conn.id] = flow.server_conn.id
         self.report(flow.client_conn, canonical_or_raw(host), decision)
-        if not decision.allowed and not ctx.options.invigil_intercept:
+        if not decision.allowed and not seat.intercept:
+            what = "Blocked by the exam's network policy" if seat.enrolled else "Blocked"
             flow.response = http.Response.make(
                 403,
-                f"Blocked by the exam's network policy: {decision.reason}\n",
+                f"{what}: {decision.reason}\n",
                 {"Content-Type": "text/plain; charset=utf-8"},
             )
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         """When a client's TLS ClientHello has arrived, before any upstream TLS.
 
-        The SNI name must be allowed and (regular mode) be the CONNECT host. Without interception an
-        allowed connection is passed through untouched; a refused one is closed (see ``server_connect``).
+        The SNI name must be allowed and (regular mode) be the CONNECT host. A seat whose exam is not
+        intercepted has its allowed connection passed through untouched (``ignore_connection``); a refused
+        one is closed (see ``server_connect``).
         """
         client = data.context.client
         address = data.context.server.address
@@ -264,14 +286,15 @@ class InvigilPolicy:
         connect_host = None if transparent or address is None else address[0]
         destination = address[0] if transparent and address else None
         sni = data.client_hello.sni
-        host, decision = decide_tls(self.current_policy(), sni, connect_host, destination)
+        seat = self.seat(client)
+        host, decision = decide_tls(seat.policy, sni, connect_host, destination)
         mismatch = connect_host is not None and sni is not None and host != canonical_or_raw(connect_host)
         if transparent or not decision.allowed:
             self.report(client, host, decision)
         if transparent and sni and decision.allowed and address:
             # Connect to the name the client asked for, not to whatever address it sent the packets to.
             data.context.server.address = (sni, address[1])
-        if ctx.options.invigil_intercept and not mismatch:
+        if seat.intercept and not mismatch:
             return  # intercept: requests are decided one by one, blocked ones get the block page
         if decision.allowed:
             data.ignore_connection = True
@@ -320,14 +343,15 @@ class InvigilPolicy:
             # No CONNECT: the Host header names the site; fetch from that name, not the packet's address.
             with contextlib.suppress(ValueError):  # decide_request refuses a bad header
                 request.host = host_of_header(host_header)
-        host, decision = decide_request(self.current_policy(), request.url, request.host, host_header)
+        seat = self.seat(flow.client_conn)
+        host, decision = decide_request(seat.policy, request.url, request.host, host_header)
         if decision.allowed:
             decision = await self.appliance_refusal(request.host, request.port) or decision
         self.report(flow.client_conn, host, decision, request.url)
         if not decision.allowed:
             flow.response = http.Response.make(
                 403,
-                block_page(ctx.options.invigil_exam_title, request.pretty_url, decision.reason),
+                block_page(seat.exam_title, request.pretty_url, decision.reason, seat.enrolled),
                 {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"},
             )
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from netpolicy.policy import Decision
+from invigil.policy import Decision
 
 RULE = "appliance rule"
 Endpoint = tuple[str, int]

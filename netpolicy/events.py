@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from invigil import protocol as p
+from invigil.hosts import normalize_host
 from invigil.payloads import SiteEvent
 from invigil.timeutil import utc_now
-from netpolicy.hosts import normalize_host
 
 log = logging.getLogger(__name__)
 

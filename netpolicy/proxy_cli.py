@@ -41,13 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="invigil-proxy",
         description="Run the exam-hall allowlist proxy (mitmdump with the Invigil addon).",
         epilog=(
-            "Example: invigil-proxy --policy /etc/invigil/exam.policy --listen-port 3128 "
-            "--server-url http://127.0.0.1:8080 --service-token-file /var/lib/invigil/service.token "
-            "--exam-title 'Linear Algebra'\n"
+            "Example: invigil-proxy --policy /var/lib/invigil/proxy/hall-policy.json --listen-port 3128 "
+            "--server-url http://127.0.0.1:8080 --service-token-file /var/lib/invigil/service.token\n"
+            "A plain one-exam policy file instead gives every laptop that policy: "
+            "invigil-proxy --policy exam.policy --exam-title 'Linear Algebra'\n"
             "Arguments after '--' are passed to mitmdump unchanged."
         ),
     )
-    parser.add_argument("--policy", required=True, help="The exam's network policy file (docs/policy.md).")
+    parser.add_argument(
+        "--policy",
+        required=True,
+        help="The hall server's per-seat policy file (<data_dir>/proxy/hall-policy.json: each laptop gets "
+        "its exam's policy), or one exam's policy file for every laptop (docs/proxy.md).",
+    )
     parser.add_argument(
         "--mode",
         choices=("regular", "transparent"),
@@ -70,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--intercept",
         action="store_true",
-        help="Intercept TLS (only where the hall CA is trusted on the laptops): URL rules and a block page.",
+        help="Intercept TLS (only where the hall CA is trusted on the laptops): URL rules and a block page. "
+        "With a per-seat file each exam's own setting counts, and this one for laptops in no exam.",
     )
-    parser.add_argument("--exam-title", default="", help="The exam's title, named on the block page.")
+    parser.add_argument(
+        "--exam-title", default="", help="The exam's title on the block page (with a one-exam policy file)."
+    )
     parser.add_argument(
         "--server-url",
         default="",

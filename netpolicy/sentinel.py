@@ -17,13 +17,15 @@ import ipaddress
 import json
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from invigil.hosts import is_ip
+from invigil.policy import Policy
+from invigil.seatpolicy import SeatPolicy
 from netpolicy.gate import canonical_or_raw
-from netpolicy.hosts import is_ip
-from netpolicy.policy import Policy
 
 log = logging.getLogger("invigil.sentinel")
 
@@ -252,11 +254,14 @@ class Dedupe:
 class Sentinel:
     """Judges captured packets and hands reports to ``emit`` (the CLI queues them for the hall server).
 
-    ``policy`` is a callable so the CLI can swap in a reloaded policy file. ``handle`` is scapy's ``prn``.
+    ``policies`` is a callable returning the current policy file (``invigil.seatpolicy``), so the CLI can
+    swap in a reloaded one. Each packet is judged by the policy of the laptop that sent it, as the proxy
+    judges its connections: its exam's, or for an address in no running exam the empty policy (everything
+    it looks up is outside the policy). ``handle`` is scapy's ``prn``.
     """
 
-    def __init__(self, policy: Any, settings: Settings, emit: Any) -> None:
-        self.policy = policy
+    def __init__(self, policies: Callable[[], SeatPolicy], settings: Settings, emit: Any) -> None:
+        self.policies = policies
         self.settings = settings
         self.emit = emit
         self.dedupe = Dedupe(settings.dedupe_s)
@@ -276,7 +281,7 @@ class Sentinel:
             return
         if facts is None:
             return
-        found = classify(facts, self.policy(), self.settings)
+        found = classify(facts, self.policies().policy_for(facts.client_ip), self.settings)
         if found is not None and self.dedupe.fresh(found, float(packet.time)):
             self.reports += 1
             self.emit(found, float(packet.time))

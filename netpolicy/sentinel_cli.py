@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from invigil.policy import Policy
+from invigil.seatpolicy import SeatPolicy
 from netpolicy.events import SERVER_URL_NEEDS_CREDENTIAL, SiteEventSender, make_site_event, read_token
 from netpolicy.gate import PolicyFile
-from netpolicy.policy import Policy, PolicyError
 from netpolicy.sentinel import BPF_FILTER, Report, Sentinel, Settings
 
 log = logging.getLogger("invigil.sentinel")
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Passive DNS and TLS SNI sentinel: reports hosts outside the policy and traffic around "
         "the proxy (other resolvers, DNS-over-HTTPS/TLS, direct IP connections, VPN ports).",
         epilog=(
-            "Example: invigil-sentinel --interface enp2s0 --policy-file /etc/invigil/exam.policy "
+            "Example: invigil-sentinel --interface enp2s0 "
+            "--policy-file /var/lib/invigil/proxy/hall-policy.json "
             "--proxy-address 10.20.0.1 --proxied-port 80 --proxied-port 443 "
             "--server-url http://127.0.0.1:8080 --service-token-file /var/lib/invigil/service.token"
         ),
@@ -40,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--interface", help="The hall interface to watch (never put into promiscuous mode).")
     source.add_argument("--read-pcap", metavar="FILE", help="Read packets from a pcap file instead.")
-    parser.add_argument("--policy-file", required=True, help="The exam's network policy (docs/policy.md).")
+    parser.add_argument(
+        "--policy-file",
+        required=True,
+        help="The hall server's per-seat policy file (<data_dir>/proxy/hall-policy.json), or one exam's "
+        "policy for every laptop (docs/policy.md).",
+    )
     parser.add_argument("--server-url", default="", help="Hall server base URL ('' = print events as JSON).")
     parser.add_argument(
         "--service-token-file",
@@ -76,10 +83,10 @@ def _load_policy(path: str) -> PolicyFile:
     policy_file = PolicyFile(Path(path))
     try:
         policy_file.load()
-    except PolicyError as exc:
-        sys.exit(f"invigil-sentinel: policy file {path} has errors:\n{exc}")
     except (OSError, UnicodeDecodeError) as exc:
         sys.exit(f"invigil-sentinel: cannot read policy file {path}: {exc}")
+    except ValueError as exc:  # PolicyError, SeatPolicyError: every problem, numbered
+        sys.exit(f"invigil-sentinel: policy file {path} has errors:\n{exc}")
     return policy_file
 
 
@@ -123,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         proxied_ports=frozenset(args.proxied_port),
         dedupe_s=args.dedupe_s,
     )
-    sentinel = Sentinel(lambda: policy_file.policy or Policy(), settings, emit)
+    sentinel = Sentinel(lambda: policy_file.document or SeatPolicy(single=Policy()), settings, emit)
     try:
         if args.read_pcap:
             _read_pcap(args.read_pcap, sentinel)

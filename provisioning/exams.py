@@ -13,8 +13,8 @@ import sqlite_utils
 from hall_server.review import expected
 from hall_server.store import exams, users
 from hall_server.store.db import write_transaction
+from invigil.policy import PolicyError, parse_policy
 from invigil.timeutil import from_wire, to_wire
-from netpolicy.policy import PolicyError, parse_policy
 from provisioning.errors import Conflict, LineErrors, NotFound, ProvisioningError
 from provisioning.halls import get_hall
 from provisioning.roster import parse_roster

@@ -251,7 +251,7 @@ def main() -> int:
             ],
         )
         wait_until("the hall server", lambda: https_up(server_port))
-        policy_file = DATA / "proxy" / "exam.policy"
+        policy_file = DATA / "proxy" / "hall-policy.json"
         wait_until("the published network policy", policy_file.exists)
         step("starting the allowlist proxy (mitmdump with the Invigil addon)")
         procs.start(
@@ -262,8 +262,6 @@ def main() -> int:
                 str(policy_file),
                 "--listen-port",
                 str(proxy_port),
-                "--exam-title",
-                "Demo: Statistics 1",
                 "--server-url",
                 f"https://127.0.0.1:{server_port}",
                 "--server-ca",

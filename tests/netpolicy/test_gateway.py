@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hall_server.store import db
+from invigil.seatpolicy import seat_policy_text
 from netpolicy.gateway import COUNTERS, Gateway, dnsmasq_config, main, nft_ruleset
 from provisioning.certs import make_ca, make_server_cert
 
@@ -182,16 +183,25 @@ def counters(hn, ns: str) -> dict[str, int]:
 
 
 @pytest.mark.skipif(NFT is None, reason="nft is not installed (Debian: apt-get install -y nftables)")
-def test_laptop_behind_the_appliance_reaches_allowed_site_only(tmp_path: Path, proxy_factory) -> None:
-    """``proxy_factory`` only makes sure .venv-proxy exists."""
+@pytest.mark.parametrize("policy_kind", ["plain", "per-seat"])
+def test_laptop_behind_the_appliance_reaches_allowed_site_only(
+    tmp_path: Path, proxy_factory, policy_kind: str
+) -> None:
+    """``proxy_factory`` only makes sure .venv-proxy exists. ``per-seat``: the same policy reaches the
+    transparent proxy as the laptop's exam's in the hall server's per-seat file."""
     exam = provision_exam(tmp_path / "data")
     ca = make_ca("gateway test")
     issued = make_server_cert(ca, ["allowed.exam.test"])
     for name, pem in (("ca.pem", ca.cert_pem), ("cert.pem", issued.cert_pem), ("key.pem", issued.key_pem)):
         (tmp_path / name).write_bytes(pem)
     policy = tmp_path / "exam.policy"
-    policy.write_text("allow allowed.exam.test\nallow localhost\nblock *.blocked.test\n")
+    policy_text = "allow allowed.exam.test\nallow localhost\nblock *.blocked.test\n"
     with hall_net() as hn:
+        if policy_kind == "plain":
+            policy.write_text(policy_text)
+        else:
+            exams_ = {exam.exam_id: ("Gateway", False, policy_text)}
+            policy.write_text(seat_policy_text(exams_, {hn.laptop_ip: exam.exam_id}, ""))
         allowed_ip, blocked_ip = hn.internet_ip, hn.internet_ip.rsplit(".", 1)[0] + ".99"
         hn.hosts(hn.appliance_ns, {"allowed.exam.test": allowed_ip})  # the proxy resolves the SNI name
         port, proxy_port = free_port(), 8081

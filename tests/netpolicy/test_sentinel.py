@@ -18,7 +18,8 @@ from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
 from hall_server.store import db
-from netpolicy.policy import parse_policy
+from invigil.policy import parse_policy
+from invigil.seatpolicy import SeatPolicy, parse_policy_document, seat_policy_text
 from netpolicy.sentinel import BPF_FILTER, Report, Sentinel, Settings, client_hello_sni, dns_query_name
 
 from hallnet import enrol_laptop, hall_net, start_hall_server, wait_for
@@ -76,7 +77,9 @@ def udp(port: int, dst: str = OUTSIDE) -> Packet:
 
 def judge(packet: Packet, settings: Settings = SETTINGS) -> list[Report]:
     found: list[Report] = []
-    Sentinel(lambda: POLICY, settings, lambda report, at: found.append(report)).handle(packet)
+    Sentinel(lambda: SeatPolicy(single=POLICY), settings, lambda report, at: found.append(report)).handle(
+        packet
+    )
     return found
 
 
@@ -211,9 +214,43 @@ def test_a_cut_client_hello_without_sni_is_not_called_a_direct_connection() -> N
     assert judge(packet) == []
 
 
+def test_each_laptop_is_judged_by_its_own_exams_policy() -> None:
+    seats = parse_policy_document(
+        seat_policy_text(
+            {1: ("A", False, "allow a.example\n"), 2: ("B", False, "allow b.example\n")},
+            {LAPTOP: 1, "10.30.0.21": 2},
+            "",
+        )
+    )
+    found: list[Report] = []
+    sentinel = Sentinel(lambda: seats, SETTINGS, lambda report, at: found.append(report))
+    for index, (name, src) in enumerate(
+        [
+            ("a.example", LAPTOP),
+            ("b.example", LAPTOP),
+            ("a.example", "10.30.0.21"),
+            ("b.example", "10.30.0.21"),
+        ]
+        + [("a.example", "10.30.0.22")]  # in no running exam: nothing is inside its policy
+    ):
+        packet = dns(name, src=src)
+        packet.time = 1_700_000_000 + index
+        sentinel.handle(packet)
+    assert [(r.client_ip, r.host, r.source) for r in found] == [
+        (LAPTOP, "b.example", "dns"),
+        ("10.30.0.21", "a.example", "dns"),
+        ("10.30.0.22", "a.example", "dns"),
+    ]
+    # TLS around the proxy is judged the same way.
+    found.clear()
+    sentinel.handle(tls("a.example", src=LAPTOP))
+    sentinel.handle(tls("a.example", src="10.30.0.21"))
+    assert [(r.client_ip, r.host) for r in found] == [("10.30.0.21", "a.example")]
+
+
 def test_repeats_are_reported_once_a_minute() -> None:
     found: list[Report] = []
-    sentinel = Sentinel(lambda: POLICY, SETTINGS, lambda report, at: found.append(report))
+    sentinel = Sentinel(lambda: SeatPolicy(single=POLICY), SETTINGS, lambda report, at: found.append(report))
     for offset in (0, 10, 59, 61, 70):
         packet = dns("evil.example")
         packet.time = 1_700_000_000 + offset
@@ -425,7 +462,7 @@ def test_a_packet_scapy_cannot_make_sense_of_is_counted_not_fatal() -> None:
             raise ValueError("truncated header")
 
     found: list[Report] = []
-    sentinel = Sentinel(lambda: POLICY, SETTINGS, lambda report, at: found.append(report))
+    sentinel = Sentinel(lambda: SeatPolicy(single=POLICY), SETTINGS, lambda report, at: found.append(report))
     sentinel.handle(Broken())
     sentinel.handle(dns("evil.example"))
     assert sentinel.malformed == 1 and [r.host for r in found] == ["evil.example"]

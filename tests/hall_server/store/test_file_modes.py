@@ -145,7 +145,7 @@ def test_every_file_the_appliance_writes_is_created_private(tmp_path: Path, orga
     try:
         _seed_through_the_api(server, exam["join_code"])
         deadline = time.monotonic() + 20
-        while not (data_dir / "proxy" / "exam.policy").exists():
+        while not (data_dir / "proxy" / "hall-policy.json").exists():
             assert time.monotonic() < deadline, "the server never published the policy file"
             time.sleep(0.1)
         while_serving = _modes(tmp_path, data_dir)
@@ -175,7 +175,7 @@ def test_every_file_the_appliance_writes_is_created_private(tmp_path: Path, orga
         "lib/invigil/master.key",
         "lib/invigil/secret.key",
         "lib/invigil/service.token",
-        "lib/invigil/proxy/exam.policy",
+        "lib/invigil/proxy/hall-policy.json",
         "lib/invigil/tls/ca.pem",
         "lib/invigil/tls/ca.key",
         "lib/invigil/tls/server.pem",
@@ -188,7 +188,7 @@ def test_every_file_the_appliance_writes_is_created_private(tmp_path: Path, orga
     }
     assert expected <= set(modes)
     # The proxy reads the policy as the same user (User=invigil in systemd/invigil-proxy.service): no group.
-    assert modes["lib/invigil/proxy/exam.policy"] == 0o600
+    assert modes["lib/invigil/proxy/hall-policy.json"] == 0o600
     blobs = [n for n in modes if n.startswith(f"lib/invigil/blobs/{exam_id}/") and n.count("/") == 5]
     assert len(blobs) >= 3  # two screens and a thumbnail, in folders of their own
     assert "an older report" not in stale_report.read_text()

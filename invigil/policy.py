@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote, unquote
 
-from netpolicy.hosts import is_ip, normalize_host
+from invigil.hosts import is_ip, normalize_host
 
 __all__ = ["Decision", "Policy", "PolicyError", "Rule", "normalize_host", "parse_policy"]
 

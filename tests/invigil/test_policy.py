@@ -1,4 +1,4 @@
-"""Tables and properties for the policy grammar (netpolicy/policy.py, netpolicy/hosts.py)."""
+"""Tables and properties for the policy grammar (invigil/policy.py, invigil/hosts.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from netpolicy.hosts import normalize_host
-from netpolicy.policy import Decision, Policy, PolicyError, parse_policy, path_views
+from invigil.hosts import normalize_host
+from invigil.policy import Decision, Policy, PolicyError, parse_policy, path_views
 
 EXAM_POLICY = """\
 # Policy for the Programming 1 exam
