@@ -283,7 +283,7 @@ def test_the_split_plan_evens_the_open_moments():
 
 
 def test_a_seat_that_went_silent_and_never_left_has_its_trailing_gap_in_the_queue(exam, client):
-    """An agent killed mid-exam leaves no record after its last one: the queue shows that silence up to now."""
+    """An agent killed mid-exam sends no record after its last one: the queue shows that silence to now."""
     hall = FlaskHall(client, "10.0.2.11")
     start = utc_now() - timedelta(minutes=5)
     hall.enrol(Enrolment("s0001", exam.join_code, "agent-s0001", start, "0.1", "Linux"))
