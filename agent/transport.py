@@ -28,7 +28,25 @@ class Refused(Exception):
 
 
 class Unreachable(Exception):
-    """The hall server could not be reached or failed (HTTP 5xx); the caller keeps the data and retries."""
+    """The hall server could not be reached or failed (HTTP 5xx); the caller keeps the data and retries.
+    ``retry_after_s`` is the server's ``Retry-After`` (a busy server's 503), else None."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+#: The longest Retry-After the agent honours (a wrong header must not park it for hours).
+MAX_RETRY_AFTER_S = 120.0
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header in its delta-seconds form (pure); None when absent or bad."""
+    try:
+        seconds = float((value or "").strip())
+    except ValueError:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S) if seconds >= 0 else None
 
 
 def tls_context(ca_file: str | None, insecure_dev: bool = False) -> ssl.SSLContext:
@@ -115,7 +133,10 @@ class HallClient:
         error = answer.get("error", {}) if isinstance(answer, dict) else {}
         if 400 <= response.status < 500:
             raise Refused(response.status, str(error.get("code", "refused")), str(error.get("message", "")))
-        raise Unreachable(f"the hall server answered {response.status}: {error.get('message', '')}")
+        raise Unreachable(
+            f"the hall server answered {response.status}: {error.get('message', '')}",
+            retry_after(response.getheader("Retry-After")) if response.status == 503 else None,
+        )
 
     def _json(self, method: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self.request(method, path, json.dumps(payload).encode(), {"Content-Type": "application/json"})[

@@ -205,11 +205,21 @@ class Uploader:
 
     # -- loops -------------------------------------------------------------------------------------
 
+    def delay_after(self, exc: Exception) -> float:
+        """How long to wait after a failed attempt: the backoff, and at least a busy server's Retry-After,
+        spread by up to half again so a hall of agents does not return in step."""
+        delay = self.policy.retry_delay(self._failures, self.state.health, self.rng)
+        busy_for = getattr(exc, "retry_after_s", None)
+        if busy_for is not None:
+            self.state.health = 0  # the next heartbeat says how the server is doing again
+            delay = max(delay, busy_for * (1.0 + 0.5 * self.rng.random()))
+        return delay
+
     def _wait_after_failure(self, exc: Exception, stop: threading.Event) -> None:
         self._failures += 1
         self.state.connected = False
         self.state.last_error = str(exc)
-        delay = self.policy.retry_delay(self._failures, self.state.health, self.rng)
+        delay = self.delay_after(exc)
         log.info("hall server unreachable (%s); retrying in %.1f s", exc, delay)
         stop.wait(delay)
 

@@ -65,16 +65,19 @@ class StoreCollector(Collector):
         settings = hall.settings
         yield from self._sessions(hall.data_dir, settings)
         yield from self._site_events_and_retention(hall.data_dir)
-        value = health.health(
-            hall.inflight, settings["health_busy_inflight"], shutil.disk_usage(hall.data_dir).free
-        )
+        gate, _ = writegate.for_store(db_path(hall.data_dir))
+        latency = hall.ack_latency.recent_ms() if hall.ack_latency is not None else 0.0
+        limits = health.Limits.from_settings(settings)
+        value = health.health(gate.waiting, latency, shutil.disk_usage(hall.data_dir).free, limits)
         yield GaugeMetricFamily(
             "invigil_health", "Health value (0-10) the agents get with each answer.", value
         )
         yield GaugeMetricFamily(
             "invigil_requests_in_flight", "Agent-API requests being served.", hall.inflight
         )
-        gate, _ = writegate.for_store(db_path(hall.data_dir))
+        yield GaugeMetricFamily(
+            "invigil_ack_latency_ms", "Mean agent-API acknowledgement time over the last 2 s.", latency
+        )
         yield GaugeMetricFamily(
             "invigil_write_queue_depth", "Writers waiting for the store's write lock.", gate.waiting
         )

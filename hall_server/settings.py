@@ -91,9 +91,31 @@ SETTINGS: tuple[Setting, ...] = (
         "<data_dir>/service.token, created on first start. Every caller sends it, on loopback too.",
     ),
     Setting(
-        "health_busy_inflight",
-        200,
-        "Requests in flight at which the server reports health 0 (agents back off fully).",
+        "health_busy_queue",
+        16,
+        "Writers of one server process waiting for the store's write lock at which the health value agents "
+        "get falls to 0 (they back off fully); it falls from 10 on the way.",
+    ),
+    Setting(
+        "health_busy_latency_ms",
+        400.0,
+        "Mean acknowledgement time of the agent API over the last 2 s at which the health value falls to 0.",
+    ),
+    Setting(
+        "overload_queue",
+        48,
+        "Writers waiting at which the agent API refuses requests with 503 and Retry-After, before reading "
+        "their body (0 never refuses for the queue).",
+    ),
+    Setting(
+        "overload_latency_ms",
+        2000.0,
+        "Mean acknowledgement time over the last 2 s at which the agent API refuses with 503 (0: never).",
+    ),
+    Setting(
+        "overload_retry_after_s",
+        5,
+        "The Retry-After of a 503 (seconds); agents wait that long, with jitter, before they try again.",
     ),
     Setting(
         "trust_proxy_headers",

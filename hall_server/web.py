@@ -26,6 +26,8 @@ class HallState:
     service_token: str
     inflight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The agent API's recent acknowledgement times (``hall_server.ingest.health.AckLatency``, set by it).
+    ack_latency: Any = None
     #: The one way to the exams' images (blob store, master key, the exam keys unwrapped a moment ago).
     screens: Screens = field(init=False)
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import base64
 import hmac
 import shutil
+import time
 from typing import Any
 
 import werkzeug.exceptions
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from hall_server import errors
 from hall_server.ingest import health, records, sessions
 from hall_server.ingest.openapi import openapi_document
+from hall_server.store import writegate
+from hall_server.store.db import db_path
 from hall_server.web import get_db, state
 from invigil import payloads, tiles
 from invigil import protocol as p
@@ -31,6 +34,19 @@ def _count_in() -> None:
     hall = state()
     with hall.lock:
         hall.inflight += 1
+        if hall.ack_latency is None:
+            hall.ack_latency = health.AckLatency()
+    g.invigil_started = time.monotonic()
+    if request.method != "GET":  # GET /health stays open: it is how an agent learns the server is back
+        limits = health.Limits.from_settings(hall.settings)
+        queue, latency = _load()
+        if health.overloaded(queue, latency, limits):
+            g.invigil_refused = True
+            raise errors.ServiceUnavailable(
+                f"the hall server is busy: try again in {limits.retry_after_s} s (nothing of this request "
+                "was read or stored; keep it and send it again)",
+                "busy",
+            )
 
 
 @bp.teardown_request
@@ -38,6 +54,24 @@ def _count_out(_exc: BaseException | None) -> None:
     hall = state()
     with hall.lock:
         hall.inflight -= 1
+    started = g.get("invigil_started")
+    if started is not None and not g.get("invigil_refused") and hall.ack_latency is not None:
+        hall.ack_latency.observe((time.monotonic() - started) * 1000)
+
+
+@bp.after_request
+def _retry_after(response: Response) -> Response:
+    if response.status_code == 503:
+        response.headers["Retry-After"] = str(health.Limits.from_settings(state().settings).retry_after_s)
+        response.headers["Connection"] = "close"  # the body was never read: never reuse this connection
+    return response
+
+
+def _load() -> tuple[int, float]:
+    """Writers of this process queued for the store's write lock, and the recent acknowledgement time."""
+    hall = state()
+    gate, _ = writegate.for_store(db_path(hall.data_dir))
+    return gate.waiting, hall.ack_latency.recent_ms() if hall.ack_latency is not None else 0.0
 
 
 def _check_protocol() -> None:
@@ -72,9 +106,9 @@ def _session() -> sessions.Session:
 
 def _current_health() -> int:
     hall = state()
-    return health.health(
-        hall.inflight, hall.settings["health_busy_inflight"], shutil.disk_usage(hall.data_dir).free
-    )
+    queue, latency = _load()
+    limits = health.Limits.from_settings(hall.settings)
+    return health.health(queue, latency, shutil.disk_usage(hall.data_dir).free, limits)
 
 
 @bp.get("/health")

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from hall_server.ingest import health, rules
+from hall_server.ingest import rules
 from hall_server.ingest.sessions import add_observation
 from hall_server.store import db
 from hall_server.store.db import write_transaction
@@ -97,13 +97,6 @@ ENROLLED = NOW - timedelta(minutes=20)
 def test_a_record_the_agent_dated_is_skew_outside_enrolment_to_receipt(dated, expected):
     observation = rules.record_clock_skew(dated, NOW, ENROLLED, 30)
     assert observation == (("clock_skew", expected) if expected else None)
-
-
-@pytest.mark.parametrize(
-    ("inflight", "free", "expected"), [(0, 10**12, 10), (100, 10**12, 5), (500, 10**12, 0), (0, 10**6, 0)]
-)
-def test_health_falls_with_load_and_low_disk(inflight, free, expected):
-    assert health.health(inflight, 200, free) == expected
 
 
 def test_an_observation_outside_the_wire_contract_is_refused(exam):
