@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean agent-windows agent-locale deb
+.PHONY: demo test setup debian proxy-venv lint typecheck imports unit bench bench-debian clean agent-windows agent-locale dashboard-locale deb
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ agent-locale: $(STAMP)
 	$(BIN)/pybabel -q extract -k _ --no-location --omit-header --sort-output -o agent/locale/invigil-agent.pot agent
 	$(BIN)/pybabel -q update -D invigil-agent -i agent/locale/invigil-agent.pot -d agent/locale --omit-header --no-fuzzy-matching
 	$(BIN)/pybabel -q compile --use-fuzzy -D invigil-agent -d agent/locale --statistics
+
+# The dashboard's pages in Dutch (docs/dashboard.md): the same three steps for the templates and views
+# (babel.cfg); Flask-Babel reads the compiled dashboard/translations/nl/LC_MESSAGES/messages.mo.
+dashboard-locale: $(STAMP)
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l --no-location --omit-header --sort-output -o dashboard/translations/messages.pot dashboard
+	$(BIN)/pybabel -q update -i dashboard/translations/messages.pot -d dashboard/translations --omit-header --no-fuzzy-matching
+	$(BIN)/pybabel -q compile --use-fuzzy -d dashboard/translations --statistics
 
 # The agent's Windows installer, built on Linux (docs/agent.md): pynsist + NSIS on the signed CPython build.
 AGENT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)

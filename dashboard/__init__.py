@@ -17,13 +17,14 @@ from typing import Any
 from flask import Flask, redirect, url_for
 
 # Importing a view module adds its routes to ``bp``: all of them are in place before any app registers it.
-from . import auth, board, review, review_files, review_queue, sockets, views  # noqa: F401
+from . import auth, board, i18n, review, review_files, review_queue, sockets, views  # noqa: F401
 from .blueprint import bp
 
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # bound by the login's lifetime: exams run for hours
     auth.init_state(app.extensions)
+    i18n.init_app(app)
     app.register_blueprint(bp)
     bus = app.extensions["invigil_live"]
     audit = app.extensions["invigil_dashboard"]["audit"]

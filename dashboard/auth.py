@@ -118,7 +118,7 @@ def check_csrf() -> None:
         raise CSRFError(str(exc)) from None
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     # Only a path on this server: never an open redirect to another site.
     if target and target.startswith("/dashboard") and not target.startswith("//"):
         return target
@@ -146,7 +146,7 @@ def login() -> ResponseReturnValue:
             session.permanent = True
             session["uid"] = user.id
             session["login"] = login_id
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
     return render_template("login.html", error=error), status
 
 

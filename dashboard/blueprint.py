@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template, request
+from flask_babel import gettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -35,7 +36,7 @@ def _error(exc: HTTPException) -> Any:
     status = exc.code or 500
     message = exc.description or exc.name
     if isinstance(exc, CSRFError):
-        message = "the form expired or came from another site: reload the page and try again"
+        message = gettext("the form expired or came from another site: reload the page and try again")
     if wants_json():
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify(error={"code": code, "message": message}), status

@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from hall_server import staff
 from hall_server.review import expected, findings, screentext
@@ -27,14 +29,15 @@ from invigil.timeutil import from_wire, to_wire, utc_now
 
 from .auth import logged_in_user, login_required, review_roles
 from .blueprint import bp
-from .labels import OBSERVATION_LABELS, observation_label
+from .labels import OBSERVATION_LABELS, in_language, observation_label
+from .script_texts import review_timeline as script_texts
 
 #: The overview's short words for a finding's status (the timeline names who confirmed).
 STATUS_TEXT = {
-    findings.STATUS_NO_IRREGULARITY: "no irregularity",
-    findings.STATUS_AWAITING: "suspected (unconfirmed)",
-    findings.STATUS_CONFIRMED: "suspected (confirmed)",
-    findings.STATUS_NOTE: "note",
+    findings.STATUS_NO_IRREGULARITY: _l("no irregularity"),
+    findings.STATUS_AWAITING: _l("suspected (unconfirmed)"),
+    findings.STATUS_CONFIRMED: _l("suspected (confirmed)"),
+    findings.STATUS_NOTE: _l("note"),
 }
 
 
@@ -94,11 +97,12 @@ def finding_json(finding: findings.Finding, me: int) -> dict[str, Any]:
 def _status_label(finding: findings.Finding) -> str:
     kind = finding.current.kind
     others = [e.author for e in finding.confirmations if e.author_id != finding.current.author_id]
+    names = ", ".join(others)
     if kind == "no_irregularity":
-        return f"no irregularity (confirmed by {', '.join(others)})" if others else "no irregularity"
+        return _("no irregularity (confirmed by %(names)s)", names=names) if others else _("no irregularity")
     if kind == findings.NOTE:
-        return "note"
-    return f"suspected (confirmed by {', '.join(others)})" if others else "suspected (unconfirmed)"
+        return _("note")
+    return _("suspected (confirmed by %(names)s)", names=names) if others else _("suspected (unconfirmed)")
 
 
 def timeline_json(data: Timeline, me: int) -> dict[str, Any]:
@@ -228,8 +232,8 @@ def review_exam(exam_id: int) -> ResponseReturnValue:
         exam=exam,
         roles=roles,
         students=students,
-        observation_labels=OBSERVATION_LABELS,
-        status_text=STATUS_TEXT,
+        observation_labels=in_language(OBSERVATION_LABELS),
+        status_text=in_language(STATUS_TEXT),
         query=query,
         hits=hits,
         text_hits=text_hits,
@@ -262,7 +266,7 @@ def _search_detail(hits: list[Any], text_hits: list[Any]) -> dict[str, Any]:
 def review_student(exam_id: int, student_number: str) -> ResponseReturnValue:
     exam, roles = reviewable(exam_id)
     found = student_of(exam_id, student_number)
-    return render_template("review_student.html", exam=exam, roles=roles, student=found)
+    return render_template("review_student.html", exam=exam, roles=roles, student=found, i18n=script_texts())
 
 
 @bp.get("/review/exams/<int:exam_id>/students/<student_number>/timeline.json")

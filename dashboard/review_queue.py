@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 
 from hall_server.review import expected, queue
 from hall_server.store import audit
@@ -18,23 +19,25 @@ from invigil.timeutil import utc_now
 
 from .auth import logged_in_user, login_required
 from .blueprint import bp
+from .labels import in_language
 from .review import _body, reviewable, session_in
+from .script_texts import review_queue as script_texts
 
 #: What the page calls each kind of moment.
 KIND_LABELS = {
-    "assistant_named": "assistant named",
-    "off_exam_focus": "off-exam focus",
-    "other_page": "other page in exam browser",
-    "bypass_site": "site around the proxy",
-    "blocked_site": "blocked site",
-    "new_site": "new site",
-    "second_network_path": "second network path",
-    "remote_tool": "remote/VM tool",
-    "vpn": "VPN",
-    "second_monitor": "second monitor",
-    "screen_text": "watch word on screen",
-    "capture_gap": "no data (gap)",
-    "left_early": "left early",
+    "assistant_named": _l("assistant named"),
+    "off_exam_focus": _l("off-exam focus"),
+    "other_page": _l("other page in exam browser"),
+    "bypass_site": _l("site around the proxy"),
+    "blocked_site": _l("blocked site"),
+    "new_site": _l("new site"),
+    "second_network_path": _l("second network path"),
+    "remote_tool": _l("remote/VM tool"),
+    "vpn": _l("VPN"),
+    "second_monitor": _l("second monitor"),
+    "screen_text": _l("watch word on screen"),
+    "capture_gap": _l("no data (gap)"),
+    "left_early": _l("left early"),
 }
 #: How many students "Take next" assigns at once.
 CLAIM_BATCH = 20
@@ -50,7 +53,8 @@ def review_queue_page(exam_id: int) -> ResponseReturnValue:
         exam=exam,
         roles=roles,
         expected=state,
-        kind_labels=KIND_LABELS,
+        kind_labels=in_language(KIND_LABELS),
+        i18n=script_texts(),
         batch=CLAIM_BATCH,
     )
 

@@ -37,7 +37,8 @@ from invigil.timeutil import utc_now
 
 from .auth import access_windows, logged_in_user, login_required, may_see_captures, may_watch
 from .blueprint import bp
-from .labels import OBSERVATION_LABELS
+from .labels import OBSERVATION_LABELS, in_language
+from .script_texts import hall as script_texts
 
 THUMBS_PER_REQUEST = 64
 VENDOR_DIR = Path(__file__).resolve().parent / "node_modules" / "socket.io-client" / "dist"
@@ -74,7 +75,9 @@ def index() -> ResponseReturnValue:
 @login_required
 def hall(exam_id: int) -> ResponseReturnValue:
     exam = _exam(exam_id)
-    return render_template("hall.html", exam=exam, observation_labels=OBSERVATION_LABELS)
+    return render_template(
+        "hall.html", exam=exam, observation_labels=in_language(OBSERVATION_LABELS), i18n=script_texts()
+    )
 
 
 @bp.get("/exams/<int:exam_id>/hall.json")

@@ -10,10 +10,11 @@ const grid = document.getElementById("grid");
 const feed = document.getElementById("feed");
 const notice = document.getElementById("notice");
 const detail = document.getElementById("detail");
-const STATE_TEXT = {
-  live: "live", stale: "stale (no heartbeat)", offline: "offline", left: "left",
-  expected: "expected, not present", present_not_enrolled: "laptop present, not enrolled",
-};
+// The page's words in the staff's language (dashboard/script_texts.py); {name} marks a value.
+const T = JSON.parse(root.dataset.i18n);
+const fmt = (text, values) => text.replace(/\{(\w+)\}/g, (all, name) => (name in values ? String(values[name]) : all));
+const STATES = ["live", "stale", "offline", "left", "expected", "present_not_enrolled"];
+const STATE_TEXT = Object.fromEntries(STATES.map((n) => [n, T["state_" + n]]));
 const GLYPH = { stale: "…", offline: "✕", left: "⇥", present_not_enrolled: "?" };
 // The observation labels of dashboard/labels.py; a label starts a line here, so with a capital.
 const KIND_TEXT = Object.fromEntries(Object.entries(JSON.parse(root.dataset.labels))
@@ -45,14 +46,14 @@ function say(text, bad = false) {
 }
 
 // ---------------------------------------------------------------- tiles
-function label(s) { return s.r == null ? "laptop" : (s.seat || s.no); }
+function label(s) { return s.r == null ? T.laptop : (s.seat || s.no); }
 
 function describe(s) {
-  if (s.r == null) return `Unenrolled laptop ${s.agent}: ${STATE_TEXT[s.state]}`;
-  const parts = [`Seat ${s.seat || "–"}`, s.name, s.no, STATE_TEXT[s.state] || s.state];
-  if (s.extra) parts.push(`+${s.extra} min`);
-  if (s.id_ok) parts.push("ID checked");
-  if (s.obs) parts.push(`${s.obs} open observation${s.obs > 1 ? "s" : ""}: ${s.kinds.join(", ")}`);
+  if (s.r == null) return fmt(T.unenrolled, { agent: s.agent, state: STATE_TEXT[s.state] });
+  const parts = [fmt(T.seat, { seat: s.seat || "–" }), s.name, s.no, STATE_TEXT[s.state] || s.state];
+  if (s.extra) parts.push(fmt(T.extra_min, { minutes: s.extra }));
+  if (s.id_ok) parts.push(T.id_checked);
+  if (s.obs) parts.push(fmt(s.obs > 1 ? T.open_many : T.open_one, { count: s.obs, kinds: s.kinds.join(", ") }));
   return parts.join(" · ");
 }
 
@@ -128,7 +129,7 @@ function paint(el, s) {
   put(el.querySelector(".glyph"), "textContent", GLYPH[s.state] || "");
   const badge = el.querySelector(".badge");
   put(badge, "hidden", !s.obs);
-  put(badge, "textContent", s.help ? "HELP" : String(s.obs || ""));
+  put(badge, "textContent", s.help ? T.help_badge : String(s.obs || ""));
   put(badge, "className", s.help ? "badge help" : "badge");
   put(el.querySelector(".idok"), "hidden", !s.id_ok);
   const img = el.querySelector("img");
@@ -241,11 +242,9 @@ function layout() {
 // ---------------------------------------------------------------- header: counts, clock, discovery
 function renderHall(hall) {
   const counts = document.getElementById("counts");
-  const names = ["live", "stale", "offline", "left", "expected", "present_not_enrolled"];
-  const short = { present_not_enrolled: "not enrolled", expected: "not present" };
-  counts.innerHTML = names
+  counts.innerHTML = STATES
     .filter((n) => hall.counts[n] || n === "live")
-    .map((n) => `<span class="chip ${n}" title="${esc(STATE_TEXT[n])}">${esc(short[n] || n)} <b>${hall.counts[n] || 0}</b></span>`)
+    .map((n) => `<span class="chip ${n}" title="${esc(STATE_TEXT[n])}">${esc(T["count_" + n])} <b>${hall.counts[n] || 0}</b></span>`)
     .join("");
   say(hall.note || "");
 }
@@ -264,16 +263,17 @@ function tick() {
   const ends = new Date(exam.ends_at).getTime();
   const clock = document.getElementById("clock");
   let state, left;
-  if (exam.ended_at) { state = "Ended"; left = 0; }
-  else if (!exam.started_at && now < new Date(exam.starts_at).getTime()) { state = "Starts in"; left = new Date(exam.starts_at).getTime() - now; }
-  else { state = exam.started_at ? "Running · left" : "Not started · left"; left = ends - now; }
+  if (exam.ended_at) { state = T.clock_ended; left = 0; }
+  else if (!exam.started_at && now < new Date(exam.starts_at).getTime()) { state = T.clock_starts_in; left = new Date(exam.starts_at).getTime() - now; }
+  else { state = exam.started_at ? T.clock_running : T.clock_not_started; left = ends - now; }
   const secs = Math.max(0, Math.round(left / 1000));
   const text = `${Math.floor(secs / 3600)}:${String(Math.floor(secs / 60) % 60).padStart(2, "0")}:${String(secs % 60).padStart(2, "0")}`;
   document.getElementById("clock-state").textContent = state;
   document.getElementById("clock-left").textContent = exam.ended_at ? hhmm(exam.ended_at) : text;
-  const extra = exam.last_end_at !== exam.ends_at ? ` · extra time until ${hhmm(exam.last_end_at)}` : "";
+  const extra = exam.last_end_at !== exam.ends_at ? " · " + fmt(T.clock_extra_until, { time: hhmm(exam.last_end_at) }) : "";
   document.getElementById("clock-ends").textContent = `→ ${hhmm(exam.ends_at)}${exam.last_end_at !== exam.ends_at ? "+" : ""}`;
-  clock.title = `Ends ${hhmm(exam.ends_at)} UTC${extra}; started ${exam.started_at ? hhmm(exam.started_at) : "not yet"}`;
+  const started = exam.started_at ? fmt(T.clock_started, { time: hhmm(exam.started_at) }) : T.clock_not_yet;
+  clock.title = `${fmt(T.clock_ends, { time: hhmm(exam.ends_at) })}${extra}; ${started}`;
   clock.classList.toggle("ending", !exam.ended_at && left < 15 * 60 * 1000 && left > 0);
   clock.classList.toggle("over", !exam.ended_at && left <= 0);
 }
@@ -282,10 +282,10 @@ function tick() {
 function obsText(o) {
   const d = o.detail || {};
   if (o.kind === "capture_gap") {
-    const span = d.until ? `${d.seconds} s, ${hms(d.since)}–${hms(d.until)}` : `no data since ${hms(d.since)}`;
+    const span = d.until ? fmt(T.gap_span, { seconds: d.seconds, since: hms(d.since), until: hms(d.until) }) : fmt(T.gap_open, { since: hms(d.since) });
     return `${KIND_TEXT[o.kind] || o.kind} (${span})`;
   }
-  const extra = d.host ? ` ${d.host}` : d.count ? ` (${d.count})` : d.category ? ` (${d.category})` : d.minutes_early ? ` (${d.minutes_early} min early)` : d.skew_s ? ` (${d.skew_s} s)` : "";
+  const extra = d.host ? ` ${d.host}` : d.count ? ` (${d.count})` : d.category ? ` (${d.category})` : d.minutes_early ? ` (${fmt(T.minutes_early, { minutes: d.minutes_early })})` : d.skew_s ? ` (${d.skew_s} s)` : "";
   return (KIND_TEXT[o.kind] || o.kind) + extra;
 }
 
@@ -308,8 +308,8 @@ function renderFeed() {
   feed.innerHTML = items.map((o) => `
     <li class="${o.acked_at ? "acked" : "open"} k-${esc(o.kind)}" data-id="${o.id}" data-r="${o.r == null ? "" : o.r}">
       <span class="what">${esc(obsText(o))}</span>
-      <span class="who" title="Open the seat">${esc(o.seat || o.no || "–")} · ${esc(o.name || "")} · ${hhmm(o.at)}</span>
-      ${o.acked_at ? `<span class="muted" title="acknowledged by ${esc(o.acked_by)}">✓</span>` : `<button type="button" data-ack="${o.id}">Ack</button>`}
+      <span class="who" title="${esc(T.open_seat_title)}">${esc(o.seat || o.no || "–")} · ${esc(o.name || "")} · ${hhmm(o.at)}</span>
+      ${o.acked_at ? `<span class="muted" title="${esc(fmt(T.acked_by, { user: o.acked_by }))}">✓</span>` : `<button type="button" data-ack="${o.id}">${esc(T.ack)}</button>`}
     </li>`).join("");
 }
 
@@ -332,8 +332,8 @@ function toast(o) {
   const div = document.createElement("div");
   div.className = "toast";
   div.dataset.toast = o.id;
-  div.innerHTML = `<span><b>Seat ${esc(o.seat || o.no || "–")}</b> ${esc(o.name || "")} asks for help</span>
-    <button type="button" data-open>Open seat</button><button type="button" data-ack>Acknowledge</button>`;
+  div.innerHTML = `<span><b>${esc(fmt(T.seat, { seat: o.seat || o.no || "–" }))}</b> ${esc(fmt(T.asks_for_help, { name: o.name || "" }))}</span>
+    <button type="button" data-open>${esc(T.open_seat)}</button><button type="button" data-ack>${esc(T.acknowledge)}</button>`;
   div.querySelector("[data-ack]").addEventListener("click", () => acknowledge(o.id).catch((e) => say(e.message, true)));
   div.querySelector("[data-open]").addEventListener("click", () => o.r != null && openDetail("r" + o.r));
   toasts.appendChild(div);
@@ -343,7 +343,7 @@ function dropToast(id) { const t = toasts.querySelector(`[data-toast="${id}"]`);
 
 // ---------------------------------------------------------------- seat detail
 function refreshDetailHeader(s) {
-  document.getElementById("detail-title").textContent = `Seat ${s.seat || "–"} · ${s.name} · ${STATE_TEXT[s.state] || s.state}`;
+  document.getElementById("detail-title").textContent = `${fmt(T.seat, { seat: s.seat || "–" })} · ${s.name} · ${STATE_TEXT[s.state] || s.state}`;
 }
 
 async function openDetail(key) {
@@ -354,10 +354,10 @@ async function openDetail(key) {
   if (!detail.open) detail.showModal();
   const d = await api(`/exams/${examId}/seats/${s.r}.json`);
   if (openSeat !== key) return;
-  document.getElementById("detail-student").innerHTML = `<b>${esc(d.name)}</b> · ${esc(d.no)}${d.extra ? ` · <b>+${d.extra} min</b> extra time` : ""}`;
+  document.getElementById("detail-student").innerHTML = `<b>${esc(d.name)}</b> · ${esc(d.no)}${d.extra ? ` · <b>${esc(fmt(T.extra_min, { minutes: d.extra }))}</b> ${esc(T.extra_time)}` : ""}`;
   const idBox = document.getElementById("detail-id");
   idBox.checked = !!d.id_checked_at;
-  document.getElementById("detail-id-by").textContent = d.id_checked_at ? `by ${d.id_checked_by} at ${hhmm(d.id_checked_at)}` : "";
+  document.getElementById("detail-id-by").textContent = d.id_checked_at ? fmt(T.id_by, { user: d.id_checked_by, time: hhmm(d.id_checked_at) }) : "";
   const img = document.getElementById("detail-full");
   const link = document.getElementById("detail-full-link");
   if (d.capture && d.session) {
@@ -365,21 +365,21 @@ async function openDetail(key) {
     img.src = url; img.hidden = false; link.href = url;
     const c = d.capture;
     document.getElementById("detail-capture-meta").textContent =
-      `${hhmm(c.agent_time)} · monitor ${c.monitor} · ${c.width}×${c.height}${c.focused_app ? " · " + c.focused_app : ""}${c.window_title ? " — " + c.window_title : ""}`;
+      `${hhmm(c.agent_time)} · ${fmt(T.monitor, { number: c.monitor })} · ${c.width}×${c.height}${c.focused_app ? " · " + c.focused_app : ""}${c.window_title ? " — " + c.window_title : ""}`;
   } else {
     img.removeAttribute("src"); img.hidden = true; link.removeAttribute("href");
-    document.getElementById("detail-capture-meta").textContent = "No capture yet.";
+    document.getElementById("detail-capture-meta").textContent = T.no_capture;
   }
   document.getElementById("detail-capture-now").disabled = !(d.session && !d.session.ended_at);
   document.getElementById("detail-obs").innerHTML = d.observations.map((o) =>
-    `<li>${hhmm(o.at)} ${esc(obsText(o))} ${o.acked_at ? `<span class="muted">✓ ${esc(o.acked_by)}</span>` : `<button type="button" data-ack="${o.id}">Ack</button>`}</li>`).join("") || "<li class=muted>none</li>";
+    `<li>${hhmm(o.at)} ${esc(obsText(o))} ${o.acked_at ? `<span class="muted">✓ ${esc(o.acked_by)}</span>` : `<button type="button" data-ack="${o.id}">${esc(T.ack)}</button>`}</li>`).join("") || `<li class=muted>${esc(T.none)}</li>`;
   document.getElementById("detail-sites").innerHTML = d.sites.map((x) =>
-    `<li class="${x.decision === "blocked" ? "blocked" : ""}">${hhmm(x.time)} ${esc(x.host)} <span class="muted">${esc(x.decision)} · ${esc(x.source)}</span></li>`).join("") || "<li class=muted>none</li>";
+    `<li class="${x.decision === "blocked" ? "blocked" : ""}">${hhmm(x.time)} ${esc(x.host)} <span class="muted">${esc(x.decision)} · ${esc(x.source)}</span></li>`).join("") || `<li class=muted>${esc(T.none)}</li>`;
   document.getElementById("detail-devices").innerHTML = d.devices.map((x) =>
-    `<li>${hhmm(x.agent_time)} ${esc(x.kind)} <span class="muted">${esc(JSON.stringify(x.detail))}</span></li>`).join("") || "<li class=muted>none</li>";
+    `<li>${hhmm(x.agent_time)} ${esc(x.kind)} <span class="muted">${esc(JSON.stringify(x.detail))}</span></li>`).join("") || `<li class=muted>${esc(T.none)}</li>`;
   document.getElementById("detail-session").textContent = d.session
-    ? `agent ${d.session.agent_id} · ${d.session.os} ${d.session.agent_version} · ${d.session.client_ip} · last heartbeat ${hhmm(d.session.last_seen_at)} · backlog ${d.session.backlog}`
-    : "Not enrolled.";
+    ? fmt(T.session, { agent: d.session.agent_id, os: d.session.os, version: d.session.agent_version, address: d.session.client_ip, time: hhmm(d.session.last_seen_at), backlog: d.session.backlog })
+    : T.not_enrolled;
 }
 
 detail.addEventListener("close", () => {
@@ -405,19 +405,19 @@ document.getElementById("detail-capture-now").addEventListener("click", async ()
   const msg = document.getElementById("detail-capture-msg");
   try {
     await api(`/exams/${examId}/seats/${s.r}/capture-now`, { method: "POST", body: "{}" });
-    msg.textContent = "asked; the laptop captures at its next heartbeat";
+    msg.textContent = T.capture_asked;
   } catch (e) { msg.textContent = e.message; }
 });
 
 // ---------------------------------------------------------------- exam start / end
 document.getElementById("start-exam").addEventListener("click", async () => {
-  if (!confirm("Start the exam now?")) return;
+  if (!confirm(T.confirm_start)) return;
   try { await api(`/exams/${examId}/start`, { method: "POST", body: "{}" }); await load(); } catch (e) { say(e.message, true); }
 });
 document.getElementById("end-exam").addEventListener("click", async () => {
   const extra = [...seats.values()].filter((s) => s.extra && s.state === "live").length;
-  const warn = extra ? `\n\n${extra} student(s) with extra time are still working: they are told to stop too.` : "";
-  if (!confirm(`End the exam for every laptop in the hall?${warn}`)) return;
+  const warn = extra ? "\n\n" + fmt(T.confirm_end_extra, { count: extra }) : "";
+  if (!confirm(T.confirm_end + warn)) return;
   try { await api(`/exams/${examId}/end`, { method: "POST", body: "{}" }); await load(); } catch (e) { say(e.message, true); }
 });
 
@@ -495,9 +495,9 @@ async function load() {
 
 setInterval(tick, 1000);
 const socket = io({ auth: { exam: examId }, transports: ["websocket", "polling"] });
-socket.on("connect", () => { load().catch((e) => say("Cannot load the hall: " + e.message, true)); root.dataset.socket = "connected"; });
-socket.on("connect_error", (err) => { root.dataset.socket = "refused"; say("Live updates refused: " + err.message, true); });
-socket.on("disconnect", () => { root.dataset.socket = "disconnected"; say("Live updates interrupted: reconnecting…", true); });
+socket.on("connect", () => { load().catch((e) => say(fmt(T.cannot_load, { error: e.message }), true)); root.dataset.socket = "connected"; });
+socket.on("connect_error", (err) => { root.dataset.socket = "refused"; say(fmt(T.refused, { error: err.message }), true); });
+socket.on("disconnect", () => { root.dataset.socket = "disconnected"; say(T.interrupted, true); });
 socket.on("seats", (msg) => { if (msg.exam === examId) msg.seats.forEach(applySeat); });
 socket.on("observations", (msg) => { if (msg.exam === examId) applyObservations(msg.items, true); });
 socket.on("hall", (msg) => { if (msg.exam === examId) renderHall(msg); });

@@ -9,6 +9,9 @@ const student = root.dataset.student;
 const base = root.dataset.base;
 const api = jsonApi(base);
 const $ = (id) => document.getElementById(id);
+// The page's words in the reviewer's language (dashboard/script_texts.py); {name} marks a value.
+const T = JSON.parse(root.dataset.i18n);
+const fmt = (text, values) => text.replace(/\{(\w+)\}/g, (all, name) => (name in values ? String(values[name]) : all));
 const sessionInput = $("session");
 if (sessionInput) showTimeline(); else root.dataset.loaded = "1"; // a student who never enrolled has none
 
@@ -48,11 +51,12 @@ function showTimeline() {
     root.removeAttribute("data-loaded");
     try {
       data = await api(`/review/exams/${examId}/students/${encodeURIComponent(student)}/timeline.json?session=${sid}`);
-    } catch (error) { say(`Could not load the timeline: ${error.message}`, true); return; }
+    } catch (error) { say(fmt(T.cannot_load, { error: error.message }), true); return; }
     t0 = ms(data.start); t1 = Math.max(ms(data.end), t0 + 1000);
     frames = data.frames.map((f, i) => ({ id: f[0], mon: f[1], t: ms(f[2]), thumb: f[3], w: f[4], h: f[5], app: f[6], title: f[7], rep: f[8], i }));
     const s = data.session;
-    $("facts").textContent = `${s.records} capture records, ${frames.length} changed · ${data.monitors.length} monitor${data.monitors.length > 1 ? "s" : ""} · ${s.os} · enrolled ${hms(ms(s.enrolled_at))}${s.ended_at ? ", ended " + hms(ms(s.ended_at)) : ""} · UTC`;
+    const monitors = fmt(data.monitors.length > 1 ? T.monitors_many : T.monitors_one, { count: data.monitors.length });
+    $("facts").textContent = `${fmt(T.facts, { records: s.records, changed: frames.length })} · ${monitors} · ${s.os} · ${fmt(T.enrolled, { time: hms(ms(s.enrolled_at)) })}${s.ended_at ? ", " + fmt(T.ended, { time: hms(ms(s.ended_at)) }) : ""} · UTC`;
     drawAxis(); drawStrip(); drawEvents(); drawFindings();
     select(focusT != null ? frameAt(focusT) : 0, focusT);
     root.dataset.loaded = "1";
@@ -77,11 +81,11 @@ function showTimeline() {
   function noData(track) {
     // Before enrolment, in gaps, and after the last record: nothing was received, and the axis says so.
     const enrolled = ms(data.session.enrolled_at);
-    if (enrolled > t0) mark(track, "nd", t0, enrolled, `no data: not enrolled before ${hms(enrolled)}`);
-    for (const [a, b] of data.gaps) mark(track, "gap", ms(a), ms(b), `no data: gap ${hms(ms(a))}–${hms(ms(b))} (${dur((ms(b) - ms(a)) / 1000)})`);
+    if (enrolled > t0) mark(track, "nd", t0, enrolled, fmt(T.not_enrolled_before, { time: hms(enrolled) }));
+    for (const [a, b] of data.gaps) mark(track, "gap", ms(a), ms(b), fmt(T.gap, { since: hms(ms(a)), until: hms(ms(b)), duration: dur((ms(b) - ms(a)) / 1000) }));
     const last = Math.max(...frames.map((f) => f.t), ...data.spans.map((s) => ms(s[2])), enrolled);
     const limit = 3 * data.session.interval * 1000;
-    if (t1 - last > limit) mark(track, "nd", last, t1, `no data after ${hms(last)}`);
+    if (t1 - last > limit) mark(track, "nd", last, t1, fmt(T.no_data_after, { time: hms(last) }));
   }
   function drawAxis() {
     axis.innerHTML = "";
@@ -93,27 +97,28 @@ function showTimeline() {
       el.textContent = new Date(t).toISOString().slice(11, 16); ruler.appendChild(el);
     }
     for (const mon of data.monitors) {
-      const track = lane(data.monitors.length > 1 ? `Screen ${mon + 1}` : "Screen");
+      const track = lane(data.monitors.length > 1 ? fmt(T.screen_lane_n, { number: mon + 1 }) : T.screen_lane);
       noData(track);
-      for (const s of data.spans) if (s[0] === mon) mark(track, "un", ms(s[1]), ms(s[2]), `unchanged ${hms(ms(s[1]))}–${hms(ms(s[2]))} (${s[3]} records)`);
+      for (const s of data.spans) if (s[0] === mon) mark(track, "un", ms(s[1]), ms(s[2]), fmt(T.unchanged_records, { since: hms(ms(s[1])), until: hms(ms(s[2])), count: s[3] }));
       for (const f of frames) if (f.mon === mon) mark(track, "fr", f.t, null, `${hms(f.t)} ${f.app} — ${f.title}`);
     }
-    const sites = lane("Sites");
+    const sites = lane(T.lane_sites);
     for (const s of data.sites) mark(sites, "site" + (s.decision === "blocked" ? " blocked" : ""), ms(s.at), null, `${hms(ms(s.at))} ${s.host} ${s.decision} (${s.source})`);
-    const devices = lane("Device");
+    const devices = lane(T.lane_device);
     for (const d of data.devices) mark(devices, "dev", ms(d.at), null, `${hms(ms(d.at))} ${d.kind} ${JSON.stringify(d.detail)}`);
-    const obs = lane("Observations");
-    for (const o of data.observations) mark(obs, "obs" + (o.reviewed ? " reviewed" : ""), ms(o.at), null, `${hms(ms(o.at))} ${o.label}${o.reviewed ? " (reviewed)" : ""}`);
-    const fd = lane("Findings");
+    const obs = lane(T.lane_observations);
+    for (const o of data.observations) mark(obs, "obs" + (o.reviewed ? " reviewed" : ""), ms(o.at), null, `${hms(ms(o.at))} ${o.label}${o.reviewed ? " " + T.reviewed : ""}`);
+    const fd = lane(T.lane_findings);
     for (const f of data.findings) {
       const a = ms(f.span_start), b = f.span_end ? ms(f.span_end) : a;
-      mark(fd, "fd " + findingClass(f), a, b, `${f.label} by ${f.author}: ${f.text}` +
-        (f.pending ? ` — ${f.pending.label} proposed by ${f.pending.author}, awaiting a second person` : ""));
+      mark(fd, "fd " + findingClass(f), a, b, fmt(T.finding_by, { label: f.label, author: f.author, text: f.text }) +
+        (f.pending ? " — " + fmt(T.proposed_awaiting, { label: f.pending.label, author: f.pending.author }) : ""));
     }
     const legend = document.createElement("div");
     legend.className = "legend";
-    legend.innerHTML = '<i class="k-fr"></i>changed screen<i class="k-un"></i>unchanged<i class="k-nd"></i>no data' +
-      '<i class="k-site"></i>site<i class="k-blocked"></i>blocked site<i class="k-dev"></i>device event<i class="k-obs"></i>unreviewed observation';
+    legend.innerHTML = [["fr", T.legend_changed], ["un", T.legend_unchanged], ["nd", T.legend_no_data], ["site", T.legend_site],
+      ["blocked", T.legend_blocked], ["dev", T.legend_device], ["obs", T.legend_observation]]
+      .map(([k, text]) => `<i class="k-${k}"></i>${esc(text)}`).join("");
     axis.appendChild(legend);
     const cursor = document.createElement("div"); cursor.className = "cursor"; cursor.id = "cursor";
     axis.appendChild(cursor);
@@ -163,7 +168,7 @@ function showTimeline() {
           images = await fetchThumbnails(base, examId, batch);
         } catch (error) {
           if (error.status == null) throw error;
-          say(`Thumbnails refused (${error.status})`, true); batch.forEach((c) => wanted.delete(c)); continue;
+          say(fmt(T.thumbnails_refused, { status: error.status }), true); batch.forEach((c) => wanted.delete(c)); continue;
         }
         for (const [id, blob] of images) {
           const img = wanted.get(id);
@@ -205,12 +210,12 @@ function showTimeline() {
       } else if (item.s) {
         const s = item.s, secs = (ms(s[2]) - ms(s[1])) / 1000 + data.session.interval;
         el = document.createElement("div"); el.className = "same";
-        el.title = `screen ${many ? s[0] + 1 + " " : ""}unchanged ${hms(ms(s[1]))}–${hms(ms(s[2]))}, ${s[3]} records`;
+        el.title = `${many ? fmt(T.screen_n, { number: s[0] + 1 }) : T.screen} ${fmt(T.unchanged_span, { since: hms(ms(s[1])), until: hms(ms(s[2])), count: s[3] })}`;
         el.textContent = `= ${short(secs)}`;
       } else {
         el = document.createElement("div"); el.className = "hole";
-        el.title = `no data ${hms(ms(item.g[0]))}–${hms(ms(item.g[1]))}`;
-        el.textContent = `no data ${short((ms(item.g[1]) - ms(item.g[0])) / 1000)}`;
+        el.title = fmt(T.no_data_span, { since: hms(ms(item.g[0])), until: hms(ms(item.g[1])) });
+        el.textContent = fmt(T.no_data_for, { duration: short((ms(item.g[1]) - ms(item.g[0])) / 1000) });
       }
       strip.appendChild(el);
     }
@@ -243,8 +248,8 @@ function showTimeline() {
     if (item) { item.classList.add("sel"); item.scrollIntoView({ block: "nearest", inline: "center" }); }
     placeCursor();
     const next = frames.find((g) => g.mon === f.mon && g.t > f.t);
-    $("preview-meta").textContent = `${hms(f.t)}${data.monitors.length > 1 ? ` · screen ${f.mon + 1}` : ""} · ${f.app || "?"} — ${f.title || ""}` +
-      (next ? ` · shown until ${hms(next.t)}` : "") + ` · ${sel + 1}/${frames.length}`;
+    $("preview-meta").textContent = `${hms(f.t)}${data.monitors.length > 1 ? " · " + fmt(T.screen_n, { number: f.mon + 1 }) : ""} · ${f.app || "?"} — ${f.title || ""}` +
+      (next ? " · " + fmt(T.shown_until, { time: hms(next.t) }) : "") + ` · ${sel + 1}/${frames.length}`;
     $("preview-empty").hidden = !(selT < f.t);
     clearTimeout(previewTimer);
     previewTimer = setTimeout(() => { preview.src = fullUrl(f); }, 120); // holding an arrow key fetches only where it stops
@@ -259,11 +264,11 @@ function showTimeline() {
     const list = [];
     for (const s of data.sites) list.push({ t: ms(s.at), k: s.source === "sentinel" ? "net" : "site", cls: s.decision === "blocked" ? "blocked" : "", what: `${s.host} ${s.decision}${s.reason ? " · " + s.reason : ""}` });
     for (const d of data.devices) list.push({ t: ms(d.at), k: "device", cls: "", what: `${d.kind} ${Object.entries(d.detail).map(([k, v]) => `${k}=${v}`).join(" ")}` });
-    for (const [a, b] of data.gaps) list.push({ t: ms(a), k: "gap", cls: "gap", what: `no data for ${dur((ms(b) - ms(a)) / 1000)} (until ${hms(ms(b))})` });
+    for (const [a, b] of data.gaps) list.push({ t: ms(a), k: "gap", cls: "gap", what: fmt(T.gap_event, { duration: dur((ms(b) - ms(a)) / 1000), time: hms(ms(b)) }) });
     // Last, so that at the same moment (a blocked site and the observation it raised) the observation is "now".
-    for (const o of data.observations) list.push({ t: ms(o.at), k: "obs", cls: o.reviewed ? "" : "obs-open", what: `${o.label}${o.reviewed ? " (reviewed)" : " — unreviewed"}`, obs: o });
+    for (const o of data.observations) list.push({ t: ms(o.at), k: "obs", cls: o.reviewed ? "" : "obs-open", what: `${o.label}${o.reviewed ? " " + T.reviewed : " — " + T.unreviewed}`, obs: o });
     list.sort((a, b) => a.t - b.t);
-    events.innerHTML = list.length ? "" : '<li class="muted">No sites, device events or observations.</li>';
+    events.innerHTML = list.length ? "" : `<li class="muted">${esc(T.no_events)}</li>`;
     eventItems = list.map((e) => {
       const li = document.createElement("li");
       li.className = e.cls; li.dataset.t = e.t;
@@ -287,15 +292,15 @@ function showTimeline() {
   }
   function useObservation(o) {
     form.observation_id.value = o.id;
-    $("form-obs").textContent = `about: ${o.label} at ${hms(ms(o.at))}`;
+    $("form-obs").textContent = fmt(T.about, { label: o.label, time: hms(ms(o.at)) });
   }
   function stepObservation(direction) {
     const list = data.observations;
-    if (!list.length) { say("This session has no observations."); return; }
+    if (!list.length) { say(T.no_observations); return; }
     let index = -1;
     if (direction > 0) index = list.findIndex((o) => ms(o.at) > selT + 500);
     else for (let i = list.length - 1; i >= 0; i--) if (ms(list[i].at) < selT - 500) { index = i; break; }
-    if (index < 0) { say(direction > 0 ? "No later observation." : "No earlier observation."); return; }
+    if (index < 0) { say(direction > 0 ? T.no_later : T.no_earlier); return; }
     say("");
     obsAt = index;
     useObservation(list[index]);
@@ -311,26 +316,26 @@ function showTimeline() {
   function drawFindings() {
     const list = $("findings");
     $("finding-count").textContent = data.findings.length;
-    list.innerHTML = data.findings.length ? "" : '<li class="muted">No findings yet. Select a moment, then record one below (<kbd>r</kbd>).</li>';
-    const stamp = (e) => esc(e.created_at.slice(0, 19).replace("T", " "));
+    list.innerHTML = data.findings.length ? "" : `<li class="muted">${fmt(esc(T.no_findings), { key: "<kbd>r</kbd>" })}</li>`;
+    const stamp = (e) => e.created_at.slice(0, 19).replace("T", " ");
     for (const f of data.findings) {
       const li = document.createElement("li");
       li.className = "finding " + findingClass(f) + (f.pending ? " has-pending" : ""); li.dataset.id = f.id;
       const when = hms(ms(f.span_start)) + (f.span_end ? `–${hms(ms(f.span_end))}` : "");
-      const confirmations = f.confirmations.map((c) => `<div class="by">confirmed by ${esc(c.author)} at ${stamp(c)}${c.text ? ": " + esc(c.text) : ""}</div>`).join("");
-      const history = f.history.map((h) => `<div class="hist">corrects #${h.id}: ${esc(h.kind.replace(/_/g, " "))} by ${esc(h.author)} at ${esc(h.created_at.slice(11, 19))}${h.text ? " — " + esc(h.text) : ""}</div>`).join("");
+      const confirmations = f.confirmations.map((c) => `<div class="by">${esc(fmt(T.confirmed_by, { author: c.author, time: stamp(c) }))}${c.text ? ": " + esc(c.text) : ""}</div>`).join("");
+      const history = f.history.map((h) => `<div class="hist">${esc(fmt(T.corrects, { id: h.id, kind: h.kind.replace(/_/g, " "), author: h.author, time: h.created_at.slice(11, 19) }))}${h.text ? " — " + esc(h.text) : ""}</div>`).join("");
       // A proposal to clear, correct or withdraw a confirmed suspicion: it stands until a second person confirms.
       const p = f.pending;
-      const pending = p ? `<div class="pending" data-id="${p.id}"><div><span class="proposal">${esc(p.label)} proposed by ${esc(p.author)}</span>` +
-        ` · #${p.id} at ${stamp(p)} UTC — awaiting a second person's confirmation</div>${p.text ? `<div>${esc(p.text)}</div>` : ""}` +
-        `<div class="acts">${p.may_confirm ? '<button type="button" data-act="confirm-pending">Confirm ' + esc(p.label) + "</button>" : ""}` +
-        `${p.mine ? '<button type="button" data-act="withdraw-pending" class="link">Withdraw proposal</button>' : ""}</div></div>` : "";
+      const pending = p ? `<div class="pending" data-id="${p.id}"><div><span class="proposal">${esc(fmt(T.proposed_by, { label: p.label, author: p.author }))}</span>` +
+        ` · ${esc(fmt(T.awaiting, { id: p.id, time: p.created_at.slice(0, 19).replace("T", " ") }))}</div>${p.text ? `<div>${esc(p.text)}</div>` : ""}` +
+        `<div class="acts">${p.may_confirm ? `<button type="button" data-act="confirm-pending">${esc(fmt(T.confirm_label, { label: p.label }))}</button>` : ""}` +
+        `${p.mine ? `<button type="button" data-act="withdraw-pending" class="link">${esc(T.withdraw_proposal)}</button>` : ""}</div></div>` : "";
       li.innerHTML = `<div><span class="status">${esc(f.label)}</span> · ${when}</div>` +
         (f.text ? `<div>${esc(f.text)}</div>` : "") +
-        `<div class="by">#${f.id} by ${esc(f.author)} at ${stamp(f)} UTC</div>${confirmations}${history}${pending}` +
-        `<div class="acts">${f.may_confirm ? '<button type="button" data-act="confirm">Confirm</button>' : ""}` +
-        `${f.may_propose_clearing ? '<button type="button" data-act="clear" title="Needs a second person\'s confirmation">Propose to clear</button>' : ""}` +
-        `${f.mine ? '<button type="button" data-act="withdraw" class="link">Withdraw</button>' : ""}</div>`;
+        `<div class="by">${esc(fmt(T.by_at, { id: f.id, author: f.author, time: f.created_at.slice(0, 19).replace("T", " ") }))}</div>${confirmations}${history}${pending}` +
+        `<div class="acts">${f.may_confirm ? `<button type="button" data-act="confirm">${esc(T.confirm)}</button>` : ""}` +
+        `${f.may_propose_clearing ? `<button type="button" data-act="clear" title="${esc(T.needs_second)}">${esc(T.propose_clear)}</button>` : ""}` +
+        `${f.mine ? `<button type="button" data-act="withdraw" class="link">${esc(T.withdraw)}</button>` : ""}</div>`;
       li.addEventListener("click", (event) => {
         const act = event.target.dataset && event.target.dataset.act;
         if (act) { event.stopPropagation(); findingAction(f, act); return; }
@@ -344,10 +349,10 @@ function showTimeline() {
     const post = (path, body) => api(path, { method: "POST", body: JSON.stringify(body) });
     const ask = {
       withdraw: f.counts && f.kind === "suspected_irregularity"
-        ? "Why should this confirmed suspicion be withdrawn? (a second person must confirm; kept with its history)"
-        : "Why is this finding withdrawn? (kept with its history)",
-      "withdraw-pending": "Why is this proposal withdrawn? (kept with its history)",
-      clear: "Why was there no irregularity? (a second person must confirm before it counts)",
+        ? T.ask_withdraw_confirmed
+        : T.ask_withdraw,
+      "withdraw-pending": T.ask_withdraw_pending,
+      clear: T.ask_clear,
     }[act];
     const text = ask ? prompt(ask) : "";
     if (text === null || (ask && !text.trim())) return;
@@ -359,9 +364,9 @@ function showTimeline() {
         const target = act.endsWith("-pending") ? f.pending.id : f.id;
         answer = await post(`${findings}/${target}/${act.replace("-pending", "")}`, { text });
       }
-      const done = { confirm: `Finding #${f.id} confirmed.`, "confirm-pending": `Proposal #${f.pending && f.pending.id} confirmed: it counts now.`,
-        withdraw: `Finding #${f.id} withdrawn.`, "withdraw-pending": "Proposal withdrawn: the finding stands as it was.", clear: `Clearing #${answer.id} recorded.` }[act];
-      say(answer.pending ? `Proposal #${answer.id} recorded: it takes effect once a second person confirms it.` : done);
+      const done = { confirm: fmt(T.done_confirm, { id: f.id }), "confirm-pending": fmt(T.done_confirm_pending, { id: f.pending && f.pending.id }),
+        withdraw: fmt(T.done_withdraw, { id: f.id }), "withdraw-pending": T.done_withdraw_pending, clear: fmt(T.done_clear, { id: answer.id }) }[act];
+      say(answer.pending ? fmt(T.proposal_recorded, { id: answer.id }) : done);
       await reload();
     } catch (error) { say(error.message, true); }
   }
@@ -376,13 +381,13 @@ function showTimeline() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const start = parseTime(form.start.value), end = parseTime(form.end.value);
-    if (start == null) { say("Give the moment as HH:MM:SS (UTC).", true); return; }
-    if (form.end.value.trim() && end == null) { say("Give the end as HH:MM:SS (UTC), or leave it empty.", true); return; }
+    if (start == null) { say(T.give_start, true); return; }
+    if (form.end.value.trim() && end == null) { say(T.give_end, true); return; }
     const body = { kind: form.kind.value, text: form.text.value, start: new Date(start).toISOString(), end: end != null ? new Date(end).toISOString() : null };
     if (form.observation_id.value) body.observation_id = Number(form.observation_id.value);
     try {
       const answer = await api(`/review/exams/${examId}/sessions/${sid}/findings`, { method: "POST", body: JSON.stringify(body) });
-      say(`Finding #${answer.id} recorded.`);
+      say(fmt(T.recorded, { id: answer.id }));
       startPinned = false;
       form.text.value = ""; form.end.value = ""; form.observation_id.value = ""; $("form-obs").textContent = "";
       await reload();
@@ -417,11 +422,13 @@ function showTimeline() {
   function closeViewer() { viewer.hidden = true; }
   function fillViewer() {
     const shown = onScreenAt(Math.max(selT, frames[sel].t));
-    $("viewer-title").textContent = `${student} · ${hms(selT)} UTC · ${shown.length} screen${shown.length > 1 ? "s" : ""} · ← → step, + − zoom, Esc close`;
+    const screens = fmt(shown.length > 1 ? T.screens_many : T.screens_one, { count: shown.length });
+    $("viewer-title").textContent = `${student} · ${hms(selT)} UTC · ${screens} · ${T.viewer_keys}`;
     viewerBody.innerHTML = "";
     for (const f of shown) {
       const fig = document.createElement("figure");
-      fig.innerHTML = `<figcaption>${data.monitors.length > 1 ? `Screen ${f.mon + 1} · ` : ""}${hms(f.t)} · ${esc(f.app)} — ${esc(f.title)} (${f.w}×${f.h})</figcaption><div class="zoombox"><img alt="Screen ${f.mon + 1}"></div>`;
+      const screen = esc(fmt(T.screen_lane_n, { number: f.mon + 1 }));
+      fig.innerHTML = `<figcaption>${data.monitors.length > 1 ? `${screen} · ` : ""}${hms(f.t)} · ${esc(f.app)} — ${esc(f.title)} (${f.w}×${f.h})</figcaption><div class="zoombox"><img alt="${screen}"></div>`;
       const img = fig.querySelector("img");
       img.dataset.w = f.w; img.dataset.h = f.h;
       img.src = fullUrl(f);
@@ -445,7 +452,7 @@ function showTimeline() {
       img.parentElement.style.width = `${w * scale}px`;
       img.parentElement.style.height = `${h * scale}px`;
     }
-    $("zoom-level").textContent = zoom ? `${Math.round(scale * 100)}%` : `fit ${Math.round(scale * 100)}%`;
+    $("zoom-level").textContent = zoom ? `${Math.round(scale * 100)}%` : fmt(T.fit_percent, { percent: Math.round(scale * 100) });
     viewer.dataset.scale = scale.toFixed(3);
   }
   function zoomBy(step) {

@@ -8,6 +8,10 @@ const api = jsonApi(base);
 const $ = (id) => document.getElementById(id);
 const hms = (iso) => iso.slice(11, 19);
 const LABELS = JSON.parse(root.dataset.labels);  // dashboard/review_queue.py KIND_LABELS
+// The page's words in the reviewer's language (dashboard/script_texts.py); {name} marks a value.
+const T = JSON.parse(root.dataset.i18n);
+const fmt = (text, values) => text.replace(/\{(\w+)\}/g, (all, name) => (name in values ? String(values[name]) : all));
+const stateText = (state) => T["state_" + state] || state.replace("_", " ");
 let moments = [];
 let index = -1;
 
@@ -18,10 +22,10 @@ function say(text, bad = false) {
 
 function describe(m) {
   const parts = [];
-  if (m.detail.apps) parts.push("apps: " + m.detail.apps.join(", "));
-  if (m.detail.hosts) parts.push("hosts: " + m.detail.hosts.join(", "));
+  if (m.detail.apps) parts.push(fmt(T.apps, { list: m.detail.apps.join(", ") }));
+  if (m.detail.hosts) parts.push(fmt(T.hosts, { list: m.detail.hosts.join(", ") }));
   if (m.detail.category) parts.push(m.detail.category);
-  if (m.detail.words) parts.push("words: " + m.detail.words.join(", "));
+  if (m.detail.words) parts.push(fmt(T.words, { list: m.detail.words.join(", ") }));
   return parts.join(" · ");
 }
 
@@ -31,7 +35,7 @@ function row(m, i) {
   tr.dataset.index = i;
   const when = m.seconds ? `${hms(m.start)}–${hms(m.end)} (${m.seconds} s)` : hms(m.start);
   const cells = [m.student_number + (m.reviewer ? ` · ${m.reviewer}` : ""), when,
-    m.kinds.map((k) => LABELS[k] || k).join(", "), m.state === "open" ? "" : m.state.replace("_", " ")];
+    m.kinds.map((k) => LABELS[k] || k).join(", "), m.state === "open" ? "" : stateText(m.state)];
   for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
   tr.addEventListener("click", () => select(i));
   return tr;
@@ -40,12 +44,12 @@ function row(m, i) {
 async function refresh(keepKey) {
   let data;
   try { data = await api(`/review/exams/${examId}/queue.json${$("mine").checked ? "?mine=1" : ""}`); }
-  catch (error) { say(`Could not load the queue: ${error.message}`, true); return; }
+  catch (error) { say(fmt(T.cannot_load, { error: error.message }), true); return; }
   moments = data.moments;
   $("progress").textContent = data.progress;
   const held = Object.entries(data.reviewers).map(([name, r]) =>
-    `${name === root.dataset.me ? "you" : name || "nobody yet"}: ${r.students} students, ${r.open} open`);
-  $("reviewers").textContent = held.length ? "By reviewer — " + held.join(" · ") : "";
+    fmt(T.held, { name: name === root.dataset.me ? T.you : name || T.nobody, students: r.students, open: r.open }));
+  $("reviewers").textContent = held.length ? fmt(T.by_reviewer, { list: held.join(" · ") }) : "";
   const body = $("moments");
   body.replaceChildren(...moments.map(row));
   $("empty").hidden = moments.length > 0;
@@ -62,15 +66,15 @@ function select(i) {
   $("moments").children[i].scrollIntoView({ block: "nearest" });
   const m = moments[i];
   $("moment-title").textContent = `${m.student_number}: ${m.kinds.map((k) => LABELS[k] || k).join(", ")}`;
-  $("moment-meta").textContent = `${hms(m.start)}–${hms(m.end)} UTC · ${m.seconds} s · ${describe(m)} · ${m.state.replace("_", " ")}`;
-  const names = ["before", "during", "during", "after"];
+  $("moment-meta").textContent = `${hms(m.start)}–${hms(m.end)} UTC · ${m.seconds} s · ${describe(m)} · ${stateText(m.state)}`;
+  const names = [T.before, T.during, T.during, T.after];
   $("screens").replaceChildren(...m.capture_ids.map((id, n) => {
     const figure = document.createElement("figure");
     const img = document.createElement("img");
     img.src = `${base}/captures/${m.session_id}/${encodeURIComponent(id)}/full`;
-    img.alt = `screen ${id}`;
+    img.alt = fmt(T.screen, { id });
     const caption = document.createElement("figcaption");
-    caption.textContent = m.capture_ids.length === 1 ? "shown then" : names[n === m.capture_ids.length - 1 && n > 0 ? 3 : n];
+    caption.textContent = m.capture_ids.length === 1 ? T.shown_then : names[n === m.capture_ids.length - 1 && n > 0 ? 3 : n];
     figure.append(img, caption);
     return figure;
   }));
@@ -118,7 +122,7 @@ $("help-keys").addEventListener("click", () => $("keys").showModal());
 $("claim").addEventListener("click", async () => {
   try {
     const answer = await api(`/review/exams/${examId}/queue/claim`, { method: "POST", body: "{}" });
-    say(answer.students.length ? `You took ${answer.students.length} students: ${answer.students.join(", ")}` : "No unassigned student has open moments.");
+    say(answer.students.length ? fmt(T.took, { count: answer.students.length, list: answer.students.join(", ") }) : T.took_none);
   } catch (error) { say(error.message, true); return; }
   $("mine").checked = true;
   refresh();
@@ -126,7 +130,7 @@ $("claim").addEventListener("click", async () => {
 $("release").addEventListener("click", async () => {
   try {
     const answer = await api(`/review/exams/${examId}/queue/release`, { method: "POST", body: "{}" });
-    say(answer.released ? `You gave back ${answer.released} students: another reviewer can take them.` : "You hold no students.");
+    say(answer.released ? fmt(T.gave_back, { count: answer.released }) : T.gave_back_none);
   } catch (error) { say(error.message, true); return; }
   $("mine").checked = false;
   refresh();

@@ -9,9 +9,10 @@ from halls import PASSWORD
 VIEWPORT = {"width": 1366, "height": 768}
 
 
-def login(browser, base_url: str, username: str, password: str = PASSWORD):
-    """A fresh browser context (its own cookies) logged in as ``username``; returns the page."""
-    context = browser.new_context(viewport=VIEWPORT)
+def login(browser, base_url: str, username: str, password: str = PASSWORD, locale: str | None = None):
+    """A fresh browser context (its own cookies, and ``locale``'s Accept-Language when given) logged in as
+    ``username``; returns the page."""
+    context = browser.new_context(viewport=VIEWPORT, **({"locale": locale} if locale else {}))
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto(f"{base_url}/dashboard/login")
