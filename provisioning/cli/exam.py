@@ -10,6 +10,8 @@ import click
 from hall_server.review import expected
 from provisioning import exams
 from provisioning.cli.context import Session, read_text, table
+from provisioning.roster import ROSTER_COLUMNS
+from provisioning.tablefile import read_file, read_table_file
 
 pass_session = click.make_pass_decorator(Session)
 policy_file = click.Path(dir_okay=False, exists=True, path_type=Path)
@@ -300,20 +302,25 @@ def roster() -> None:
 
 @roster.command("import")
 @click.argument("exam_id", type=int)
-@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("roster_file", metavar="FILE", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--sheet", metavar="NAME", help="The workbook's sheet to read (default: the first).")
 @pass_session
-def roster_import(session: Session, exam_id: int, csv_file: Path) -> None:
-    """Add or update students from CSV_FILE (header: student_number,name[,extra_time_min][,seat]).
+def roster_import(session: Session, exam_id: int, roster_file: Path, sheet: str | None) -> None:
+    """Add or update students from FILE, a CSV file or an Excel workbook (.xlsx), whose header (row 1)
+    names the columns student_number,name[,extra_time_min][,seat] in any order.
 
-    Every line is checked first; one bad line and nothing is imported.
+    Every line is checked first; one bad line (or cell) and nothing is imported.
 
     \b
     Example:
       invigil-provision roster import 3 linalg-students.csv
+      invigil-provision roster import 3 export.xlsx --sheet "Linear Algebra"
     """
-    text = read_text(csv_file, "roster")
+    table = read_table_file(
+        read_file(roster_file, "roster"), str(roster_file), "roster", *ROSTER_COLUMNS, sheet=sheet
+    )
     with session.store() as store:
-        count = exams.import_roster(store, exam_id, text, str(csv_file))
+        count = exams.import_roster(store, exam_id, table)
         total = exams.get_exam(store, exam_id)["roster"]
     session.emit(
         {"exam_id": exam_id, "imported": count, "roster": total},
