@@ -101,7 +101,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
         raise ProvisioningError(problems[0][1])
 
 
-def _check_staff(db: sqlite_utils.Database, staff: list[tuple[str, str]]) -> None:
+def check_staff(db: sqlite_utils.Database, staff: list[tuple[str, str]]) -> None:
     for username, _role in staff:
         users.user_id(db, username)  # raises UnknownUser before anything is written
 
@@ -167,7 +167,7 @@ def ensure_exam(
     """
     _check_fields(fields)
     hall_row = get_hall(db, hall)
-    _check_staff(db, staff)
+    check_staff(db, staff)
     existing = same_exam(db, hall_row, fields)
     if existing is not None:
         _assign_staff(db, existing, staff)
@@ -218,7 +218,7 @@ def update_exam(
         if isinstance(merged[name], str):
             merged[name] = from_wire(merged[name])
     _check_fields(merged)
-    _check_staff(db, staff)
+    check_staff(db, staff)
     changed = _differences(exam, changes)
     if changed:
         values = _stored({name: merged[name] for name in changed})
