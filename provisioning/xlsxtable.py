@@ -146,8 +146,8 @@ def _read(
             raise ProvisioningError(
                 f"{source}: sheet {name} has more than {MAX_ROWS:,} rows; split it into smaller files"
             )
-        if row_problems:
-            problems += row_problems  # the row's other checks wait until its cells can be read
-        else:
+        problems += row_problems
+        # A named cell that cannot be read (a formula without its value) holds up the row's other checks.
+        if not any(column in letters for _line, column, _message in row_problems):
             result.append(Row(number, texts, frozenset(dated)))
     return result, problems, letters
