@@ -29,3 +29,15 @@ class LineErrors(ProvisioningError):
         self.errors = list(errors)
         lines = "\n".join(f"  {source}:{line}: {message}" for line, message in self.errors)
         super().__init__(f"{source} has {len(self.errors)} bad line(s); nothing was changed:\n{lines}")
+
+
+class SheetErrors(LineErrors):
+    """A spreadsheet has bad cells; each of ``errors`` is ``(row, "Sheet1 row 7 column B (name): ...")``."""
+
+    def __init__(self, source: str, errors: list[tuple[int, str]]) -> None:
+        self.source = source
+        self.errors = list(errors)
+        lines = "\n".join(f"  {message}" for _row, message in self.errors)
+        ProvisioningError.__init__(
+            self, f"{source} has {len(self.errors)} bad cell(s); nothing was changed:\n{lines}"
+        )

@@ -17,10 +17,13 @@ from invigil.policy import PolicyError, parse_policy
 from invigil.timeutil import from_wire, to_wire
 from provisioning.errors import Conflict, LineErrors, NotFound, ProvisioningError
 from provisioning.halls import get_hall
-from provisioning.roster import parse_roster
+from provisioning.roster import check_roster
 from provisioning.seatmap import seat_labels
+from provisioning.tablefile import Table
 
 MAX_RETENTION_DAYS = 3650
+DEFAULT_INTERVAL_S = 5
+DEFAULT_RETENTION_DAYS = 30
 #: Exam columns an organiser may change with ``exam update``, with how to compare them.
 EDITABLE = (
     "title",
@@ -52,23 +55,53 @@ def check_policy(text: str, source: str) -> str:
     return text
 
 
-def _check_fields(fields: dict[str, Any]) -> None:
+#: How ``exam create`` names each attribute in its messages; a sheet names its columns instead.
+OPTION_NAMES = {
+    "title": "--title",
+    "starts_at": "--start",
+    "ends_at": "--end",
+    "capture_interval_s": "--interval",
+    "retention_days": "--retention-days",
+}
+
+
+def field_problems(fields: dict[str, Any], names: dict[str, str] = OPTION_NAMES) -> list[tuple[str, str]]:
+    """Every problem with an exam's attributes, as ``(attribute, what to fix)``, naming each as ``names``
+    says (the CLI's options, or a sheet's columns)."""
+    problems: list[tuple[str, str]] = []
     if not str(fields["title"]).strip():
-        raise ProvisioningError("an exam needs a title")
-    try:
-        # The title reaches the proxy's policy file, report headers and export names.
-        exams.check_text(str(fields["title"]), "--title")
-    except exams.BadText as exc:
-        raise ProvisioningError(str(exc)) from None
+        problems.append(("title", "an exam needs a title"))
+    else:
+        try:
+            # The title reaches the proxy's policy file, report headers and export names.
+            exams.check_text(str(fields["title"]), names["title"])
+        except exams.BadText as exc:
+            problems.append(("title", str(exc)))
     if fields["ends_at"] <= fields["starts_at"]:
-        raise ProvisioningError("an exam must end after it starts: check --start and --end")
+        problems.append(
+            (
+                "ends_at",
+                f"an exam must end after it starts: check {names['starts_at']} and {names['ends_at']}",
+            )
+        )
     if not 1 <= fields["capture_interval_s"] <= 600:
-        raise ProvisioningError("--interval must be between 1 and 600 seconds")
+        problems.append(
+            ("capture_interval_s", f"{names['capture_interval_s']} must be between 1 and 600 seconds")
+        )
     if not 1 <= fields["retention_days"] <= MAX_RETENTION_DAYS:
-        raise ProvisioningError(f"--retention-days must be between 1 and {MAX_RETENTION_DAYS}")
+        problems.append(
+            ("retention_days", f"{names['retention_days']} must be between 1 and {MAX_RETENTION_DAYS}")
+        )
+    return problems
 
 
-def _check_staff(db: sqlite_utils.Database, staff: list[tuple[str, str]]) -> None:
+def _check_fields(fields: dict[str, Any]) -> None:
+    problems = field_problems(fields)
+    if problems:
+        raise ProvisioningError(problems[0][1])
+
+
+def check_staff(db: sqlite_utils.Database, staff: list[tuple[str, str]]) -> None:
     for username, _role in staff:
         users.user_id(db, username)  # raises UnknownUser before anything is written
 
@@ -134,24 +167,33 @@ def ensure_exam(
     """
     _check_fields(fields)
     hall_row = get_hall(db, hall)
-    _check_staff(db, staff)
+    check_staff(db, staff)
+    existing = same_exam(db, hall_row, fields)
+    if existing is not None:
+        _assign_staff(db, existing, staff)
+        return get_exam(db, existing), False
+    exam_id = exams.create_exam(db, master_key, hall_id=hall_row["id"], **fields)
+    _assign_staff(db, exam_id, staff)
+    return get_exam(db, exam_id), True
+
+
+def same_exam(db: sqlite_utils.Database, hall_row: dict[str, Any], fields: dict[str, Any]) -> int | None:
+    """The id of the exam with this hall, title and start, if any; ``Conflict`` if its attributes differ."""
     existing = db.execute(
         "SELECT id FROM exam WHERE hall_id = ? AND title = ? AND starts_at = ?",
         [hall_row["id"], fields["title"], to_wire(fields["starts_at"])],
     ).fetchone()
-    if existing is not None:
-        exam = get_exam(db, existing[0])
-        differences = _differences(exam, fields)
-        if differences:
-            raise Conflict(
-                f"exam {exam['id']} ({fields['title']!r} at {exam['starts_at']} in {hall!r}) exists with "
-                f"other {', '.join(differences)}; change it with `invigil-provision exam update {exam['id']}`"
-            )
-        _assign_staff(db, exam["id"], staff)
-        return get_exam(db, exam["id"]), False
-    exam_id = exams.create_exam(db, master_key, hall_id=hall_row["id"], **fields)
-    _assign_staff(db, exam_id, staff)
-    return get_exam(db, exam_id), True
+    if existing is None:
+        return None
+    exam = get_exam(db, existing[0])
+    differences = _differences(exam, fields)
+    if differences:
+        raise Conflict(
+            f"exam {exam['id']} ({fields['title']!r} at {exam['starts_at']} in {hall_row['name']!r}) exists "
+            f"with other {', '.join(differences)}; change it with "
+            f"`invigil-provision exam update {exam['id']}`"
+        )
+    return int(exam["id"])
 
 
 def _stored(fields: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +218,7 @@ def update_exam(
         if isinstance(merged[name], str):
             merged[name] = from_wire(merged[name])
     _check_fields(merged)
-    _check_staff(db, staff)
+    check_staff(db, staff)
     changed = _differences(exam, changes)
     if changed:
         values = _stored({name: merged[name] for name in changed})
@@ -219,8 +261,8 @@ def rotate_join_code(db: sqlite_utils.Database, exam_id: int) -> str:
     return code
 
 
-def import_roster(db: sqlite_utils.Database, exam_id: int, text: str, source: str) -> int:
-    """Check every line of a roster file, then store all entries in one transaction (or none)."""
+def import_roster(db: sqlite_utils.Database, exam_id: int, table: Table) -> int:
+    """Check every row of a roster (a CSV file or a sheet), then store all entries in one transaction."""
     exam = get_exam(db, exam_id)
     hall = get_hall(db, exam["hall"])
     taken = dict(
@@ -228,7 +270,7 @@ def import_roster(db: sqlite_utils.Database, exam_id: int, text: str, source: st
             "SELECT seat, student_number FROM roster WHERE exam_id = ? AND seat IS NOT NULL", [exam_id]
         )
     )
-    entries = parse_roster(text, seat_labels(hall["seat_map"]) or None, taken, source=source)
+    entries = check_roster(table, seat_labels(hall["seat_map"]) or None, taken)
     return exams.add_roster(db, exam_id, entries)
 
 

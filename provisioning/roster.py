@@ -1,7 +1,7 @@
-"""An exam's roster file: CSV ``student_number,name[,extra_time_min][,seat]`` into roster entries.
+"""An exam's roster: ``student_number,name[,extra_time_min][,seat]`` (a CSV file or a sheet) into entries.
 
 Pure: storing the entries, all or nothing, is ``hall_server.store.exams.add_roster``'s part. Every bad
-line is reported at once, with its line number.
+line is reported at once, with its line number (a sheet's: row and column).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from hall_server.store.exams import RosterEntry, control_character
-from provisioning.csvtable import read_table
-from provisioning.errors import LineErrors
+from provisioning.csvtable import Problem
+from provisioning.tablefile import Table, csv_table
 
 STUDENT_NUMBER_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")
 MAX_EXTRA_TIME_MIN = 600
@@ -29,20 +29,33 @@ def control_problem(field: str, value: str) -> str | None:
     )
 
 
+ROSTER_COLUMNS = ("student_number", "name"), ("extra_time_min", "seat")
+
+
 def parse_roster(
     text: str,
     known_seats: set[str] | None = None,
     taken_seats: dict[str, str] | None = None,
     source: str = "roster",
 ) -> list[RosterEntry]:
-    """Parse a roster file; raises ``LineErrors`` listing every bad line.
+    """Parse a roster CSV file; raises ``LineErrors`` listing every bad line (see ``check_roster``)."""
+    return check_roster(csv_table(text, source, *ROSTER_COLUMNS), known_seats, taken_seats)
+
+
+def check_roster(
+    table: Table,
+    known_seats: set[str] | None = None,
+    taken_seats: dict[str, str] | None = None,
+) -> list[RosterEntry]:
+    """The roster entries of a table (CSV or sheet); raises ``LineErrors`` naming every bad line or cell.
 
     ``known_seats`` is the hall's seat map (``None`` or empty: the hall has none, any seat label goes).
     ``taken_seats`` maps seats already on the stored roster to their student numbers, so a file cannot
     seat a new student where another one already sits.
     """
-    rows, errors = read_table(text, ("student_number", "name"), ("extra_time_min", "seat"))
+    rows = table.rows
     entries: list[RosterEntry] = []
+    problems: list[Problem] = []
     numbers: dict[str, int] = {}
     seats: dict[str, int] = {}
     # A student in this file may move to another seat; only seats of students it leaves alone stay taken.
@@ -51,42 +64,48 @@ def parse_roster(
     for row in rows:
         number, name = row.values["student_number"], row.values["name"]
         extra, seat = row.values.get("extra_time_min", ""), row.values.get("seat", "")
-        problems = []
+        found: list[Problem] = []
+        at = row.line
         if not number:
-            problems.append("empty student_number")
+            found.append((at, "student_number", "empty student_number"))
         elif not STUDENT_NUMBER_RE.fullmatch(number):
-            problems.append(f"student_number {number!r} must be 1-32 letters, digits, '.', '_' or '-'")
+            message = f"student_number {number!r} must be 1-32 letters, digits, '.', '_' or '-'"
+            found.append((at, "student_number", message))
         elif number in numbers:
-            problems.append(f"student_number {number} is already on line {numbers[number]}")
+            message = f"student_number {number} is already on {table.place(numbers[number])}"
+            found.append((at, "student_number", message))
         if not name:
-            problems.append("empty name")
+            found.append((at, "name", "empty name"))
         elif len(name) > MAX_NAME_CHARS:
-            problems.append(f"name longer than {MAX_NAME_CHARS} characters")
-        elif problem := control_problem("name", name):
-            problems.append(problem)
+            found.append((at, "name", f"name longer than {MAX_NAME_CHARS} characters"))
+        elif trouble := control_problem("name", name):
+            found.append((at, "name", trouble))
         if extra and not (extra.isdigit() and int(extra) <= MAX_EXTRA_TIME_MIN):
-            problems.append(
-                f"extra_time_min {extra!r} must be a whole number of minutes, 0-{MAX_EXTRA_TIME_MIN}"
+            found.append(
+                (
+                    at,
+                    "extra_time_min",
+                    f"extra_time_min {extra!r} must be a whole number of minutes, 0-{MAX_EXTRA_TIME_MIN}",
+                )
             )
         if seat:
-            if problem := control_problem("seat", seat):
-                problems.append(problem)
+            if trouble := control_problem("seat", seat):
+                found.append((at, "seat", trouble))
             elif known_seats and seat not in known_seats:
-                problems.append(f"seat {seat!r} is not on the hall's seat map")
+                found.append((at, "seat", f"seat {seat!r} is not on the hall's seat map"))
             elif seat in seats:
-                problems.append(f"seat {seat} is already given on line {seats[seat]}")
+                found.append((at, "seat", f"seat {seat} is already given on {table.place(seats[seat])}"))
             elif seat in taken:
-                problems.append(f"seat {seat} is already taken by {taken[seat]} on the stored roster")
-        if problems:
-            errors.append((row.line, "; ".join(problems)))
+                message = f"seat {seat} is already taken by {taken[seat]} on the stored roster"
+                found.append((at, "seat", message))
+        problems += found
         if number:
             numbers.setdefault(number, row.line)
         if seat:
             seats.setdefault(seat, row.line)
-        if not problems:
+        if not found:
             entries.append(RosterEntry(number, name, int(extra or 0), seat or None))
-    if not entries and not errors:
-        errors.append((1, "the roster has a header but no students"))
-    if errors:
-        raise LineErrors(source, sorted(errors))
+    if not entries and not problems and not table.problems:
+        problems.append((1, None, "the roster has a header but no students"))
+    table.check(problems)
     return entries

@@ -15,6 +15,7 @@ import sqlite_utils
 
 from hall_server.store import crypto, db, users
 from provisioning.errors import LineErrors, ProvisioningError
+from provisioning.tablefile import decode_text, read_file
 
 APPLIANCE_DATA_DIR = "/var/lib/invigil"
 
@@ -116,11 +117,4 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
 
 
 def read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProvisioningError(
-            f"{path} is not UTF-8 text (byte {exc.start}); save the {what} as UTF-8"
-        ) from None
-    except OSError as exc:
-        raise ProvisioningError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    return decode_text(read_file(path, what), str(path), what)

@@ -8,8 +8,11 @@ from typing import Any
 import click
 
 from hall_server.review import expected
-from provisioning import exams
+from provisioning import exams, examsheet
 from provisioning.cli.context import Session, read_text, table
+from provisioning.examsheet import EXAM_COLUMNS
+from provisioning.roster import ROSTER_COLUMNS
+from provisioning.tablefile import read_file, read_table_file
 
 pass_session = click.make_pass_decorator(Session)
 policy_file = click.Path(dir_okay=False, exists=True, path_type=Path)
@@ -76,14 +79,14 @@ def exam_options(required: bool) -> Any:
                 click.option(
                     "--interval",
                     type=int,
-                    default=5 if required else None,
+                    default=exams.DEFAULT_INTERVAL_S if required else None,
                     show_default=required,
                     help="Seconds between screen captures (1-600).",
                 ),
                 click.option(
                     "--retention-days",
                     type=int,
-                    default=30 if required else None,
+                    default=exams.DEFAULT_RETENTION_DAYS if required else None,
                     show_default=required,
                     help="Days after the end before everything is deleted.",
                 ),
@@ -204,6 +207,41 @@ def exam_create(session: Session, hall_name: str, **options: Any) -> None:
     session.emit({**record, "created": created}, _describe(record))
 
 
+@exam.command("import")
+@click.argument("exams_file", metavar="FILE", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--sheet", metavar="NAME", help="The workbook's sheet to read (default: the first).")
+@pass_session
+def exam_import(session: Session, exams_file: Path, sheet: str | None) -> None:
+    """Create the exams of a session from FILE, a CSV file or an Excel workbook (.xlsx), one exam a row.
+
+    Row 1 names the columns title,hall,start,end[,policy][,invigilators][,reviewers][,interval]
+    [,retention_days]. Times are ISO 8601 with an offset, written as text; a policy is a file name relative
+    to FILE's folder; staff are usernames separated by commas or semicolons. Every row gets the checks of
+    `exam create` first; one bad row and no exam is created. A row for an exam that exists with the same
+    hall, title and start changes nothing (and assigns any new staff).
+
+    \b
+    Example:
+      invigil-provision exam import june-session.xlsx
+      invigil-provision --json exam import june-session.xlsx --sheet "Week 1" > created.json
+    """
+    given = read_table_file(
+        read_file(exams_file, "exam list"), str(exams_file), "exam list", *EXAM_COLUMNS, sheet=sheet
+    )
+    with session.store() as store:
+        records = examsheet.import_exams(store, session.master_key(), given, exams_file.resolve().parent)
+    created = sum(record["created"] for record in records)
+    for record in records:
+        if record["created"] and not record["policy_text"]:
+            session.note(f"note: row {record['row']} names no policy, so every website is blocked in it")
+    session.note(f"{created} exam(s) created, {len(records) - created} unchanged")
+    rows = [{**record, "status": "created" if record["created"] else "unchanged"} for record in records]
+    session.emit(
+        records,
+        table(rows, ["row", "id", "hall", "title", "starts_at", "ends_at", "status", "join_code"]),
+    )
+
+
 @exam.command("update")
 @click.argument("exam_id", type=int)
 @exam_options(required=False)
@@ -300,20 +338,25 @@ def roster() -> None:
 
 @roster.command("import")
 @click.argument("exam_id", type=int)
-@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("roster_file", metavar="FILE", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--sheet", metavar="NAME", help="The workbook's sheet to read (default: the first).")
 @pass_session
-def roster_import(session: Session, exam_id: int, csv_file: Path) -> None:
-    """Add or update students from CSV_FILE (header: student_number,name[,extra_time_min][,seat]).
+def roster_import(session: Session, exam_id: int, roster_file: Path, sheet: str | None) -> None:
+    """Add or update students from FILE, a CSV file or an Excel workbook (.xlsx), whose header (row 1)
+    names the columns student_number,name[,extra_time_min][,seat] in any order.
 
-    Every line is checked first; one bad line and nothing is imported.
+    Every line is checked first; one bad line (or cell) and nothing is imported.
 
     \b
     Example:
       invigil-provision roster import 3 linalg-students.csv
+      invigil-provision roster import 3 export.xlsx --sheet "Linear Algebra"
     """
-    text = read_text(csv_file, "roster")
+    given = read_table_file(
+        read_file(roster_file, "roster"), str(roster_file), "roster", *ROSTER_COLUMNS, sheet=sheet
+    )
     with session.store() as store:
-        count = exams.import_roster(store, exam_id, text, str(csv_file))
+        count = exams.import_roster(store, exam_id, given)
         total = exams.get_exam(store, exam_id)["roster"]
     session.emit(
         {"exam_id": exam_id, "imported": count, "roster": total},
