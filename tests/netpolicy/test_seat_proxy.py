@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import ssl
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -27,18 +26,9 @@ from invigil.payloads import Enrolment
 from invigil.seatpolicy import seat_policy_text
 from invigil.timeutil import utc_now
 
-from hallnet import sh
+from hallnet import sh, wait_for
 
 SITES = ["shared.exam.test", "a.exam.test", "b.exam.test", *(f"site{n}.exam.test" for n in range(10))]
-
-
-def wait_for(condition, timeout_s: float, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval_s)
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -95,12 +85,7 @@ def _https_get(proxy, source: str, host: str, port: int, path: str, ca_file: str
     sock = _connect(proxy, source)
     try:
         sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(1)
-            if not chunk:
-                break
-            head += chunk
+        head = _read_head(sock)
         status = int(head.split(b" ", 2)[1])
         if status != 200:
             return status, (head + _read_all(sock)).decode("utf-8", "replace"), None
@@ -114,16 +99,22 @@ def _https_get(proxy, source: str, host: str, port: int, path: str, ca_file: str
         sock.close()
 
 
+def _read_head(sock) -> bytes:
+    """The answer's status line and headers, a byte at a time (what follows is TLS or a sized body)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def _connect_status(proxy, source: str, target: str) -> tuple[int, str]:
     """CONNECT only: the status and the body of a refusal (the connection stays open, so read by length)."""
     with _connect(proxy, source) as sock:
         sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(1)
-            if not chunk:
-                break
-            head += chunk
+        head = _read_head(sock)
         text = head.decode("utf-8", "replace")
         body = b""
         if "content-length:" in text.lower():
