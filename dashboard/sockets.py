@@ -51,11 +51,10 @@ def register(socketio: SocketIO) -> None:
                         allowed = staff.load_login(store, user_id, login_id) is not None and staff.may_watch(
                             store, user_id, exam_id, windows
                         )
-                    except Exception:  # keep checking the others; a closed socket is never reopened here
+                        if not allowed:
+                            socketio.server.disconnect(sid, namespace="/")
+                    except Exception:  # the loop must outlive any one socket: keep checking the others
                         log.exception("could not recheck a live-view connection")
-                        continue
-                    if not allowed:
-                        socketio.server.disconnect(sid, namespace="/")
         finally:
             store.close()
 

@@ -16,6 +16,7 @@ from markupsafe import Markup
 from hall_server.review.reports.data import ReportData, generated_stamp
 from hall_server.review.reports.plot import LEGEND, finding_mark, timeline_svg
 from hall_server.review.reports.shown import hms, row_links
+from hall_server.settings import GAP_INTERVALS
 from invigil.timeutil import from_wire
 
 CHAIN_SCRIPT_ID = "invigil-chain"
@@ -70,6 +71,7 @@ def render_html(report: ReportData, *, embed_chain: bool = True) -> str:
         generated=generated_stamp(report),
         chain_json=embedded,
         embedded=embed_chain,
+        gap_intervals=GAP_INTERVALS,
         links={
             session.timeline.session.id: row_links(
                 session.chain, session.timeline.sites, session.timeline.device_events
