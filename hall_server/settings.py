@@ -91,6 +91,12 @@ SETTINGS: tuple[Setting, ...] = (
         "<data_dir>/service.token, created on first start. Every caller sends it, on loopback too.",
     ),
     Setting(
+        "site_capture_min_s",
+        10.0,
+        "When a seat reaches a host it never reached in its session, its agent is asked for a capture "
+        "now; at most one such capture per seat in this many seconds (0: never ask).",
+    ),
+    Setting(
         "health_busy_queue",
         16,
         "Writers of one server process waiting for the store's write lock at which the health value agents "

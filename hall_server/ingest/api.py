@@ -247,5 +247,6 @@ def _check_service_caller() -> None:
 def post_site_events() -> ResponseReturnValue:
     _check_service_caller()
     events = payloads.parse_site_events(_json_body())
-    stored, duplicates = records.store_site_events(get_db(), events, utc_now())
+    capture_min_s = float(state().settings["site_capture_min_s"])
+    stored, duplicates = records.store_site_events(get_db(), events, utc_now(), capture_min_s)
     return jsonify(stored=stored, duplicates=duplicates)

@@ -435,13 +435,40 @@ def _already_open(
     return row is not None
 
 
-def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: datetime) -> tuple[int, int]:
+def _first_visit(db: sqlite_utils.Database, session_id: int, host: str, rowid: int) -> bool:
+    """Whether this seat never reached ``host`` before in this session (newest first: a host it keeps
+    using is found at once). Hosts are sealed, so it compares them opened."""
+    row = db.execute(
+        "SELECT 1 FROM site_event WHERE session_id = ? AND rowid != ? AND unseal(exam_id, host) = ? "
+        "ORDER BY time DESC LIMIT 1",
+        [session_id, rowid, host],
+    ).fetchone()
+    return row is None
+
+
+def _capture_asked_since(db: sqlite_utils.Database, session_id: int, since: datetime) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM instruction WHERE session_id = ? AND kind = 'capture_now' AND created_by IS NULL "
+        "AND created_at >= ? LIMIT 1",
+        [session_id, to_wire(since)],
+    ).fetchone()
+    return row is not None
+
+
+def store_site_events(
+    db: sqlite_utils.Database, events: list[SiteEvent], now: datetime, capture_min_s: float = 0
+) -> tuple[int, int]:
     """Store site events from the proxy or sentinel, attributed to a seat by client IP.
 
     An event from an address no session uses is kept unattributed (exam_id NULL): the hall still wants to
-    know. Returns (stored, duplicates)."""
+    know. When a seat reaches a host it never reached in this session (allowed or blocked), its agent is
+    asked for a capture now (a ``capture_now`` instruction its next heartbeat delivers), so the timeline has
+    the screen of that moment next to the site event; at most one per ``capture_min_s`` per seat (0: never),
+    and a seat that was asked a moment ago is not even checked, so a flood of new hosts costs nothing more.
+    Returns (stored, duplicates)."""
     stored = 0
     raised: list[tuple[int, int | None, int]] = []
+    since = now - timedelta(seconds=capture_min_s)
     with write_transaction(db):
         for event in events:
             owner = _session_for_ip(db, event.client_ip, event.time)
@@ -468,6 +495,15 @@ def store_site_events(db: sqlite_utils.Database, events: list[SiteEvent], now: d
             stored += 1
             if session_id is not None:
                 chain.link(db, "site_event", session_id, event.source, event.id)
+                if (
+                    capture_min_s > 0
+                    and not _capture_asked_since(db, session_id, since)
+                    and _first_visit(db, session_id, event.host, int(cursor.lastrowid or 0))
+                ):
+                    db.execute(
+                        "INSERT INTO instruction (session_id, kind, created_at) VALUES (?, 'capture_now', ?)",
+                        [session_id, to_wire(now)],
+                    )
             if exam_id is not None:
                 for kind, detail in rules.observations_for_site_event(event):
                     if _already_open(db, session_id, kind, event.host, event.time):
